@@ -1,0 +1,168 @@
+"""Run configuration: OmegaConf structured configs, loaded from YAML plus command-line overrides.
+
+Every field has a type and a default; `load_config` merges a YAML file and `key=value` overrides onto
+them and rejects a misspelt key, a wrong type or an out-of-range value with a `ConfigError` whose
+message is one line naming the key and what is allowed.
+"""
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, misspelt, of the wrong type or out of range."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist"  # a key of harness.data.DATASETS
+    root: str = "${oc.env:KATA_DATA_ROOT,data}"  # dataset folder (torchvision layout); env KATA_DATA_ROOT sets it
+    download: bool = True  # let torchvision download missing files when online
+    verify_md5: bool = True  # false: accept mirrors whose files are complete but fail torchvision's md5
+    batch_size: int = 128
+    num_val: int = 1000  # held-out validation images, a fixed subset of the test split
+    hflip: bool = True  # random horizontal flips during training
+    # Only for `synthetic`: the generated images' shape and count.
+    channels: int = 1
+    image_size: int = 16
+    num_train: int = 512
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the reference UNet (`--solution`); your own model builds itself."""
+
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    layers_per_block: int = 1
+    attention: list[bool] = field(default_factory=lambda: [False, False, False])
+    mid_attention: bool = False
+    norm_num_groups: int = 8
+
+
+@dataclass
+class DiffusionConfig:
+    num_timesteps: int = 1000  # T
+    schedule: str = "linear"  # linear | cosine
+    beta_start: float = 1e-4  # linear schedule only
+    beta_end: float = 0.02  # linear schedule only
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop earlier than `epochs` (the LR schedule follows this budget)
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # the cosine schedule ends at lr * min_lr_ratio
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    precision: str = "auto"  # auto | fp32 | bf16 (bfloat16 autocast)
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end and on Ctrl-C
+    log_every: int = 10  # steps between progress-bar updates (and NaN checks)
+    val_batch_size: int = 500
+
+
+@dataclass
+class SamplingConfig:
+    sampler: str = "ddpm"  # a key of harness.samplers.SAMPLERS; --custom-sampler uses src/sampler.py
+    num_samples: int = 64
+    seed: int = 0
+
+
+@dataclass
+class OutputConfig:
+    root: str = "outputs"
+    name: str | None = None  # default: the config file's name, plus "-solution" for reference runs
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> DictConfig:
+    """Config defaults, then the YAML file at `path`, then `key=value` overrides; validated."""
+    cfg = OmegaConf.structured(Config)
+    try:
+        if path is not None:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, cfg)) from None
+    if cfg.output.name is None:
+        cfg.output.name = Path(path).stem if path is not None else "run"
+    validate(cfg)
+    return cfg
+
+
+def _describe(err: OmegaConfBaseException, cfg: DictConfig) -> str:
+    key = err.full_key or "?"
+    if isinstance(err, ConfigKeyError):
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        valid = list(node.keys()) if isinstance(node, DictConfig) else []
+        close = difflib.get_close_matches(leaf, valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"unknown config key '{key}'{hint}; valid keys here: {', '.join(valid)}"
+    if isinstance(err, ValidationError):
+        expected = type(OmegaConf.select(cfg, key)).__name__ if OmegaConf.select(cfg, key) is not None else "?"
+        return f"config key '{key}' has the wrong type: {err.msg.splitlines()[0]} (expected {expected})"
+    return f"config error at '{key}': {err.msg.splitlines()[0]}"
+
+
+def _check(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' = {value!r} is out of range; allowed: {allowed}")
+
+
+def _choice(cfg: DictConfig, key: str, choices) -> None:
+    value = OmegaConf.select(cfg, key)
+    _check(value in choices, key, value, "one of " + ", ".join(sorted(choices)))
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first out-of-range value."""
+    # Imported here: the registries import torch-heavy modules, and the config must load without them.
+    from src.harness.data import DATASETS
+    from src.harness.samplers import SAMPLERS
+
+    _choice(cfg, "data.name", DATASETS)
+    _choice(cfg, "diffusion.schedule", {"linear", "cosine"})
+    _choice(cfg, "training.precision", {"auto", "fp32", "bf16"})
+    _choice(cfg, "sampling.sampler", SAMPLERS)
+    positive = [
+        "data.batch_size", "data.num_val", "data.channels", "data.image_size", "data.num_train",
+        "diffusion.num_timesteps", "training.epochs", "training.lr", "training.checkpoint_every",
+        "training.log_every", "training.val_batch_size", "sampling.num_samples",
+    ]
+    for key in positive:
+        value = OmegaConf.select(cfg, key)
+        _check(value > 0, key, value, "a number > 0")
+    for key in ["training.weight_decay", "training.warmup_steps", "training.grad_clip"]:
+        value = OmegaConf.select(cfg, key)
+        _check(value >= 0, key, value, "a number >= 0")
+    if cfg.training.max_steps is not None:
+        _check(cfg.training.max_steps > 0, "training.max_steps", cfg.training.max_steps, "null or an integer > 0")
+    for key in ["training.ema_decay", "training.min_lr_ratio"]:
+        value = OmegaConf.select(cfg, key)
+        _check(0 <= value <= 1, key, value, "a number in [0, 1]")
+    d = cfg.diffusion
+    _check(0 < d.beta_start < d.beta_end < 1, "diffusion.beta_start", d.beta_start,
+           f"0 < beta_start < beta_end (= {d.beta_end}) < 1")
+    m = cfg.model
+    _check(len(m.block_out_channels) > 0, "model.block_out_channels", list(m.block_out_channels), "a non-empty list")
+    _check(len(m.attention) == len(m.block_out_channels), "model.attention", list(m.attention),
+           f"one true/false per entry of model.block_out_channels ({len(m.block_out_channels)})")
+    _check(all(c % m.norm_num_groups == 0 for c in m.block_out_channels), "model.norm_num_groups",
+           m.norm_num_groups, f"a divisor of every entry of model.block_out_channels {list(m.block_out_channels)}")

@@ -1,0 +1,54 @@
+"""Configuration: defaults, overrides, and one-line errors for bad keys, types and values."""
+
+import pytest
+
+from src.harness.cli import main
+from src.harness.config import ConfigError, load_config
+from tests.harness.helpers import ROOT
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.output.name == path.stem
+
+
+def test_overrides_are_typed():
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", ["training.epochs=3", "data.batch_size=256"])
+    assert cfg.training.epochs == 3 and cfg.data.batch_size == 256
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("training.epochz=3", ["unknown config key 'training.epochz'", "did you mean 'epochs'"]),
+    ("trainin.lr=0.1", ["unknown config key 'trainin'", "training"]),
+    ("training.lr=fast", ["training.lr", "wrong type"]),
+    ("training.lr=-0.001", ["training.lr", "> 0"]),
+    ("diffusion.num_timesteps=0", ["diffusion.num_timesteps", "> 0"]),
+    ("data.name=mnist", ["data.name", "cifar10, fashion_mnist, synthetic"]),
+    ("diffusion.schedule=quadratic", ["diffusion.schedule", "cosine, linear"]),
+    ("training.ema_decay=1.5", ["training.ema_decay", "[0, 1]"]),
+    ("model.norm_num_groups=5", ["model.norm_num_groups", "divisor"]),
+    ("sampling.sampler=ddim", ["sampling.sampler", "ddpm"]),
+])
+def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(ROOT / "configs" / "smoke.yaml", [override])
+    message = str(info.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+
+
+def test_cli_prints_one_line_and_exits_nonzero(capsys):
+    assert main(["--config", str(ROOT / "configs" / "smoke.yaml"), "training.lr=-1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: config key 'training.lr'") and "\n" not in err
+
+
+def test_data_root_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("KATA_DATA_ROOT", "/somewhere/data")
+    assert load_config(ROOT / "configs" / "fashion_mnist.yaml").data.root == "/somewhere/data"
+    monkeypatch.delenv("KATA_DATA_ROOT")
+    assert load_config(ROOT / "configs" / "fashion_mnist.yaml").data.root == "data"
