@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 import time
 import traceback
@@ -119,7 +120,8 @@ def run(cfg, args) -> int:
 
 
 def save_grid(images: torch.Tensor, path: Path) -> None:
-    """images: (B, C, H, W) in [-1, 1] -> a PNG grid, 8 per row."""
+    """images: (B, C, H, W) in [-1, 1] -> a square-ish PNG grid with 2-pixel white gaps."""
     from torchvision.utils import save_image
 
-    save_image(images.float().cpu() * 0.5 + 0.5, path, nrow=8, padding=2, pad_value=1.0)
+    save_image(images.float().cpu() * 0.5 + 0.5, path, nrow=math.ceil(math.sqrt(len(images))), padding=2,
+               pad_value=1.0)

@@ -63,14 +63,25 @@ def test_syntax_error_in_student_file_names_file_and_line(tmp_path):
     assert "src/model.py, line 2: SyntaxError" in result.stderr
 
 
+def _model_with_conv(conv: str) -> str:
+    """A model whose forward is one convolution, written into the stub."""
+    body = STUB_MODEL.replace('raise NotImplementedError("Build the layers of DiffusionModel in src/model.py")',
+                              f"self.conv = {conv}")
+    return body + "    def forward(self, x, t):\n        return self.conv(x)\n"
+
+
 def test_error_inside_student_forward_points_at_the_line(tmp_path):
-    broken = STUB_MODEL.replace('raise NotImplementedError("Build the layers of DiffusionModel in src/model.py")',
-                                "self.conv = torch.nn.Conv2d(in_channels, 3, 3)") + (
-        "    def forward(self, x, t):\n        return self.conv(x)\n")
-    kata = kata_copy(tmp_path, model=broken)
+    kata = kata_copy(tmp_path, model=_model_with_conv("torch.nn.Conv2d(in_channels + 1, in_channels, 3, padding=1)"))
     result = run_main(kata, "--config", "configs/smoke.yaml")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "src/model.py:9" in result.stderr and "--traceback" in result.stderr
+    assert "RuntimeError at src/model.py:8" in result.stderr and "--traceback" in result.stderr
+
+
+def test_wrong_output_shape_is_one_line(tmp_path):
+    kata = kata_copy(tmp_path, model=_model_with_conv("torch.nn.Conv2d(in_channels, 3, 3)"))
+    result = run_main(kata, "--config", "configs/smoke.yaml")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "returned shape (64, 3, 14, 14) for input (64, 1, 16, 16)" in result.stderr
 
 
 def test_resume_without_a_checkpoint_says_so(tmp_path):
