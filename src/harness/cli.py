@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.harness.config import ConfigError, load_config
-from src.harness.data import DataNotFoundError, load_data, to_model_range
+from src.harness.data import DATASETS, DataNotFoundError, load_data, to_model_range
 from src.harness.loading import StudentCodeError, build_model, describe_exception, stub_message, student_location
 from src.harness.samplers import get_sampler
 from src.harness.schedule import NoiseSchedule, validation_loss
@@ -72,13 +72,15 @@ def run(cfg, args) -> int:
     if args.resume and not checkpoint_path.exists():
         raise FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint_path}; run without --resume first")
 
+    # Student code first: a stub or a syntax error should be reported before anything slow happens.
+    channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, channels, image_size, args.solution).to(device)
+    sampler = get_sampler(cfg.sampling.sampler, custom=args.custom_sampler)
+    if args.custom_sampler:
+        sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, channels, 4, 4))
     data = load_data(cfg.data)
     schedule = NoiseSchedule.from_config(cfg.diffusion, device)
-    sampler = get_sampler(cfg.sampling.sampler, custom=args.custom_sampler)
-    if args.custom_sampler:  # fail now, not after training, if src/sampler.py is still a stub
-        sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, data.channels, 4, 4))
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.channels, data.image_size, args.solution).to(device)
 
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)

@@ -5,7 +5,7 @@ uint8 until a batch is taken (fast on a CPU, no worker processes); the model see
 """
 
 import gzip
-import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,16 +158,22 @@ def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torc
 
 # ---------------------------------------------------------------------------------------------------- registry
 
+@dataclass(frozen=True)
+class DatasetSpec:
+    load: Callable  # data config -> (train images, train labels, test images, test labels, class names)
+    shape: Callable  # data config -> (channels, image_size), known without loading anything
+
+
 DATASETS = {
-    "fashion_mnist": load_fashion_mnist,
-    "cifar10": load_cifar10,
-    "synthetic": make_synthetic,
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28)),
+    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32)),
+    "synthetic": DatasetSpec(make_synthetic, lambda cfg: (cfg.channels, cfg.image_size)),
 }
 
 
 def load_data(cfg) -> ImageData:
     """The dataset named by `cfg.name`, with a fixed random subset of its test split held out for validation."""
-    train_x, train_y, test_x, test_y, classes = DATASETS[cfg.name](cfg)
+    train_x, train_y, test_x, test_y, classes = DATASETS[cfg.name].load(cfg)
     # A random subset, not the first images: some copies store the test split sorted by class.
     keep = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(0))[:cfg.num_val]
     return ImageData(train_x, train_y, test_x[keep], test_y[keep], classes)

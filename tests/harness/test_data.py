@@ -95,5 +95,16 @@ def test_real_cifar10_needs_the_md5_switch_and_has_a_balanced_validation_set():
     assert torch.bincount(data.val_labels, minlength=10).min() > 60, "validation set should mix all classes"
 
 
-def test_every_registered_dataset_is_a_function():
-    assert set(DATASETS) == {"fashion_mnist", "cifar10", "synthetic"} and all(map(callable, DATASETS.values()))
+def test_registered_shapes_match_the_loaded_data():
+    assert set(DATASETS) == {"fashion_mnist", "cifar10", "synthetic"}
+    cfg = data_cfg(name="synthetic", channels=3, image_size=12, num_train=8, num_val=4)
+    data = load_data(cfg)
+    assert DATASETS["synthetic"].shape(cfg) == (data.channels, data.image_size) == (3, 12)
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["fashion_mnist", "cifar10"])
+def test_registered_shapes_match_the_real_data(name):
+    cfg = data_cfg(name=name, root=str(SHARED_DATA), download=False, verify_md5=False, num_val=10)
+    data = load_data(cfg)
+    assert DATASETS[name].shape(cfg) == (data.channels, data.image_size)
