@@ -95,9 +95,10 @@ def run(cfg, args) -> int:
                    metadata={"solution": args.solution})
     train_seconds = time.perf_counter() - tic
 
+    # float32, not autocast: the level tests recompute this number from the checkpoint and compare runs by it.
     val_images = to_model_range(data.val)
-    val = validation_loss(result.ema.model, schedule, val_images, cfg.training.val_batch_size, autocast=autocast)
-    val_raw = validation_loss(model, schedule, val_images, cfg.training.val_batch_size, autocast=autocast)
+    val = validation_loss(result.ema.model, schedule, val_images, cfg.training.val_batch_size)
+    val_raw = validation_loss(model, schedule, val_images, cfg.training.val_batch_size)
 
     tic = time.perf_counter()
     generator = torch.Generator(device).manual_seed(cfg.sampling.seed)

@@ -1,5 +1,6 @@
 """Small settings and a scratch copy of the kata for the harness's own tests."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,11 +17,12 @@ def smoke_config(tmp_path: Path, *overrides: str):
 
 
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:
-    """A copy of main.py, configs/ and src/ under tmp_path, with src/<name>.py replaced by the given sources."""
+    """A copy of the kata under tmp_path (no outputs), with src/<name>.py replaced by the given sources."""
     copy = tmp_path / "kata"
-    shutil.copytree(ROOT / "src", copy / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "configs", copy / "configs")
-    shutil.copy(ROOT / "main.py", copy / "main.py")
+    for folder in ("src", "configs", "tests"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for file in ("main.py", "pyproject.toml"):
+        shutil.copy(ROOT / file, copy / file)
     for name, source in student_files.items():
         (copy / "src" / f"{name}.py").write_text(source)
     return copy
@@ -28,5 +30,14 @@ def kata_copy(tmp_path: Path, **student_files: str) -> Path:
 
 def run_main(cwd: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python main.py ARGS` in `cwd`, progress bar off, output captured."""
-    return subprocess.run([sys.executable, "main.py", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**__import__("os").environ, "KATA_PROGRESS": "0"})
+    return _run([sys.executable, "main.py", *args], cwd, timeout, {})
+
+
+def run_pytest(cwd: Path, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """`python -m pytest ARGS` in `cwd` (a kata copy), with extra environment variables."""
+    return _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd, timeout, env)
+
+
+def _run(command: list[str], cwd: Path, timeout: int, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "KATA_PROGRESS": "0", **env})

@@ -1,0 +1,119 @@
+"""Basics: the contract of DiffusionModel in src/model.py (shapes, dtype, time conditioning, gradients)."""
+
+import pytest
+import torch
+
+from src.harness.config import load_config
+from src.solution.model import DiffusionModel as ReferenceModel
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.basics
+T = 1000
+DATASETS = {"fashion_mnist": (1, 28), "cifar10": (3, 32)}
+PARAMETER_BUDGET = 4  # your model may have at most this many times the reference's parameters
+
+
+def _inputs(channels, size, batch, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, channels, size, size, generator=g), torch.randint(0, T, (batch,), generator=g)
+
+
+def _jittered(model):
+    """The model with every weight nudged by noise, so zero-initialised layers cannot hide a dependency."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * (0.02 + 0.1 * p.abs().mean()))
+    return model.eval()
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dataset, batch", [("fashion_mnist", 1), ("fashion_mnist", 5), ("cifar10", 1), ("cifar10", 3)])
+def test_output_shape_equals_input_shape(model_class, dataset, batch):
+    channels, size = DATASETS[dataset]
+    x, t = _inputs(channels, size, batch)
+    out = model_class(channels, size)(x, t)
+    assert tuple(out.shape) == tuple(x.shape), (
+        f"for x of shape {tuple(x.shape)} your model returned {tuple(out.shape)}; it must predict noise shaped like x")
+
+
+@pytest.mark.points(1)
+def test_output_is_float32(model_class):
+    x, t = _inputs(1, 28, 2)
+    out = model_class(1, 28)(x, t)
+    assert out.dtype == torch.float32, f"the output is {out.dtype}; return float32 (no .half() or .double())"
+
+
+@pytest.mark.points(1)
+def test_first_and_last_timestep_are_accepted(model_class):
+    x, _ = _inputs(1, 28, 2)
+    out = model_class(1, 28)(x, torch.tensor([0, T - 1]))
+    assert torch.isfinite(out).all(), "t = 0 and t = T-1 must give finite outputs"
+
+
+@pytest.mark.points(3)
+def test_output_depends_on_t(model_class):
+    model = _jittered(model_class(1, 28))
+    x, _ = _inputs(1, 28, 1)
+    with torch.no_grad():
+        outs = [model(x, torch.tensor([t])) for t in (0, T // 2, T - 1)]
+    spread = max((a - b).abs().max().item() for a in outs for b in outs)
+    assert spread > 1e-4 * (outs[0].abs().mean().item() + 1e-3), (
+        "your model gives the same output for t = 0, T/2 and T-1: it ignores the timestep. "
+        "Embed t (SinusoidalTimestepEmbedding in src/utils.py) and add it to the features")
+
+
+@pytest.mark.points(2)
+def test_output_depends_on_x(model_class):
+    model = _jittered(model_class(1, 28))
+    (x1, t), (x2, _) = _inputs(1, 28, 1, seed=0), _inputs(1, 28, 1, seed=1)
+    with torch.no_grad():
+        difference = (model(x1, t) - model(x2, t)).abs().max().item()
+    assert difference > 1e-4, "your model gives the same output for two different images: it ignores x"
+
+
+@pytest.mark.points(1)
+def test_output_is_finite(model_class):
+    model = model_class(3, 32).eval()
+    x, t = _inputs(3, 32, 4)
+    with torch.no_grad():
+        for scale in (0.0, 1.0, 4.0):
+            assert torch.isfinite(model(x * scale, t)).all(), f"NaN or inf in the output for inputs scaled by {scale}"
+
+
+@pytest.mark.points(2)
+def test_gradients_reach_the_parameters(model_class):
+    model = model_class(1, 28).train()
+    x, t = _inputs(1, 28, 4)
+    out = model(x, t)
+    assert out.requires_grad, ("no gradient reaches the parameters: the output is cut off from them "
+                               "(a .detach(), .item(), .numpy() or torch.no_grad() inside forward?)")
+    out.pow(2).mean().backward()
+    parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert parameters, "your model has no trainable parameters (build layers in __init__ as attributes)"
+    missing = [name for name, p in parameters if p.grad is None]
+    assert not missing, f"no gradient reaches {missing[:3]}: is the output detached, or a layer unused?"
+    assert all(torch.isfinite(p.grad).all() for _, p in parameters), "NaN or inf in the gradients"
+    assert sum(p.grad.abs().sum().item() for _, p in parameters) > 0, "all gradients are zero"
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_parameter_budget(model_class, dataset):
+    channels, size = DATASETS[dataset]
+    reference = ReferenceModel(channels, size, **load_config(ROOT / "configs" / f"{dataset}.yaml").model)
+    budget = PARAMETER_BUDGET * sum(p.numel() for p in reference.parameters())
+    count = sum(p.numel() for p in model_class(channels, size).parameters())
+    assert count <= budget, (f"your model has {count / 1e6:.1f} M parameters for {dataset}; the budget is "
+                             f"{budget / 1e6:.1f} M ({PARAMETER_BUDGET}x the reference): make it smaller")
+
+
+@pytest.mark.points(1)
+def test_works_in_train_and_eval_mode_and_without_grad(model_class):
+    model = model_class(1, 28)
+    x, t = _inputs(1, 28, 3)
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        assert model(x, t).shape == x.shape, f"wrong shape in {mode} mode"
+        with torch.no_grad():
+            assert torch.isfinite(model(x, t)).all(), f"NaN or inf under torch.no_grad in {mode} mode"

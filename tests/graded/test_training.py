@@ -1,0 +1,57 @@
+"""Basics: a short, fixed-seed training run on small fixed data makes the loss fall, as far as the reference's."""
+
+from functools import lru_cache
+
+import pytest
+import torch
+
+from src.harness.data import load_data, to_model_range
+from src.harness.schedule import NoiseSchedule, validation_loss
+from src.harness.train import train
+from src.solution.model import DiffusionModel as ReferenceModel
+from tests.conftest import ROOT
+
+STEPS = 40
+MIN_DROP = 0.5  # the validation loss must fall below this fraction of its starting value
+REFERENCE_MARGIN = 1.6  # ... and end at most this multiple of the reference's on the identical run
+
+
+def _short_run(model_class, workdir) -> tuple[float, float]:
+    """Validation loss before and after STEPS steps on synthetic 1x28x28 shapes (seed 0)."""
+    from src.harness.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", [
+        "data.image_size=28", "data.num_train=512", "data.num_val=128", "data.batch_size=32",
+        f"training.max_steps={STEPS}", "training.warmup_steps=10", "training.lr=1e-3",
+        "training.checkpoint_every=100000", "diffusion.num_timesteps=1000"])
+    data = load_data(cfg.data)
+    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    val = to_model_range(data.val)
+    torch.manual_seed(0)
+    model = model_class(1, 28)
+    before = validation_loss(model, schedule, val, batch_size=128)["loss"]
+    train(cfg, model, schedule, data.train, torch.device("cpu"), workdir / "checkpoint.pt")
+    after = validation_loss(model, schedule, val, batch_size=128)["loss"]  # raw weights: EMA lags in short runs
+    return before, after
+
+
+@lru_cache(maxsize=1)
+def _reference_run(workdir) -> tuple[float, float]:
+    return _short_run(ReferenceModel, workdir)
+
+
+def _run(model_class, workdir) -> tuple[float, float]:
+    return _reference_run(workdir) if model_class is ReferenceModel else _short_run(model_class, workdir)
+
+
+@pytest.mark.basics
+@pytest.mark.points(4)
+def test_loss_decreases(model_class, tmp_path_factory):
+    before, after = _run(model_class, tmp_path_factory.getbasetemp())
+    _, reference_after = _reference_run(tmp_path_factory.getbasetemp())
+    assert after <= MIN_DROP * before, (
+        f"after {STEPS} training steps your validation loss went from {before:.3f} to {after:.3f}; it should "
+        f"fall below {MIN_DROP:.0%} of the start. Check that forward predicts the noise and that all layers train")
+    assert after <= REFERENCE_MARGIN * reference_after, (
+        f"after {STEPS} steps your validation loss is {after:.3f}, the reference's {reference_after:.3f}; "
+        f"get within {REFERENCE_MARGIN}x (time conditioning, normalisation and skip connections help)")

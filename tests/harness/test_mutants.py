@@ -1,0 +1,191 @@
+"""Tests of the graded tests: each deliberately broken implementation (a mutant) fails a named graded test.
+
+Graded test functions take the code under test as plain arguments, so they are called here directly
+with each mutant in place of the student's code.
+"""
+
+from functools import partial
+
+import pytest
+import torch
+
+from src.solution.model import DiffusionModel as Reference
+from tests.graded import test_model, test_sampler, test_training
+
+SMALL = dict(block_out_channels=(16, 32), norm_num_groups=8)  # fast stand-ins for a student's model
+
+
+def small(cls):
+    return partial(cls, **SMALL)
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+class IgnoresTime(Reference):
+    def forward(self, x, t):
+        return super().forward(x, torch.zeros_like(t))
+
+
+class ReturnsItsInput(Reference):
+    def forward(self, x, t):
+        return x
+
+
+class ReturnsZeros(Reference):
+    def forward(self, x, t):
+        return super().forward(x, t) * 0
+
+
+class WrongShape(Reference):
+    def forward(self, x, t):
+        return super().forward(x, t)[..., 1:, 1:]
+
+
+class EmitsNaN(Reference):
+    def forward(self, x, t):
+        return super().forward(x, t) * float("nan")
+
+
+class DetachesItsOutput(Reference):
+    def forward(self, x, t):
+        return super().forward(x, t).detach()
+
+
+class ReturnsFloat64(Reference):
+    def forward(self, x, t):
+        return super().forward(x, t).double()
+
+
+class TooManyParameters(Reference):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unused = torch.nn.Linear(4000, 4000)
+
+
+class TooFewTimesteps(Reference):
+    """An embedding table one row short: t = T-1 is out of range."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.table = torch.nn.Embedding(999, 1)
+
+    def forward(self, x, t):
+        return super().forward(x, t) + self.table(t).view(-1, 1, 1, 1)
+
+
+class PredictsAConstant(torch.nn.Module):
+    def __init__(self, in_channels, image_size):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(in_channels, 1, 1))
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, t):
+        return self.bias.expand_as(x) + 1e-3 * self.scale * torch.cos(t.float()).view(-1, 1, 1, 1) * x
+
+
+class BreaksInEvalMode(Reference):
+    def forward(self, x, t):
+        if not self.training:
+            raise RuntimeError("only trains")
+        return super().forward(x, t)
+
+
+MODEL_MUTANTS = [
+    (IgnoresTime, test_model.test_output_depends_on_t, {}, "ignores the timestep"),
+    (ReturnsItsInput, test_model.test_output_depends_on_t, {}, "ignores the timestep"),
+    (ReturnsZeros, test_model.test_output_depends_on_x, {}, "ignores x"),
+    (WrongShape, test_model.test_output_shape_equals_input_shape, {"dataset": "cifar10", "batch": 3}, "returned"),
+    (EmitsNaN, test_model.test_output_is_finite, {}, "NaN or inf"),
+    (DetachesItsOutput, test_model.test_gradients_reach_the_parameters, {}, "no gradient reaches"),
+    (ReturnsFloat64, test_model.test_output_is_float32, {}, "float64"),
+    (TooManyParameters, test_model.test_parameter_budget, {"dataset": "fashion_mnist"}, "budget"),
+    (TooFewTimesteps, test_model.test_first_and_last_timestep_are_accepted, {}, "index out of range"),
+    (BreaksInEvalMode, test_model.test_works_in_train_and_eval_mode_and_without_grad, {}, "only trains"),
+]
+
+
+@pytest.mark.parametrize("mutant, graded_test, params, reason", MODEL_MUTANTS,
+                         ids=[f"{m[0].__name__}-{m[1].__name__}" for m in MODEL_MUTANTS])
+def test_model_mutant_is_caught(mutant, graded_test, params, reason):
+    with pytest.raises(Exception, match=reason):
+        graded_test(model_class=small(mutant), **params)
+
+
+def test_a_model_that_does_not_learn_fails_the_training_test(tmp_path_factory):
+    with pytest.raises(AssertionError, match="should fall below"):
+        test_training.test_loss_decreases(PredictsAConstant, tmp_path_factory)
+
+
+# -------------------------------------------------------------------------------------------- samplers
+
+def ddpm(model, schedule, shape, generator=None, *, sqrt_coefficient=True, swap_alphas=False, noise_at_zero=False,
+         upward=False, off_by_one=False, posterior_variance=False, clip=True, no_grad=True, sigma_is_beta=False,
+         skip_model=False):
+    """The reference sampler with one optional mistake switched on."""
+    with torch.no_grad() if no_grad else torch.enable_grad():
+        device = schedule.betas.device
+        betas, alphas, abar = schedule.betas, schedule.alphas, schedule.alphas_cumprod
+        if swap_alphas:
+            alphas, abar = abar, alphas
+        T = schedule.num_timesteps
+        x = torch.randn(shape, generator=generator, device=device)
+        steps = range(T) if upward else reversed(range(T))
+        for t in steps:
+            model_t = min(t + 1, T - 1) if off_by_one else t
+            eps = torch.zeros_like(x) if skip_model else model(x, torch.full((shape[0],), model_t, dtype=torch.long))
+            denominator = (1 - abar[t]).sqrt() if sqrt_coefficient else (1 - abar[t])
+            x = (x - betas[t] / denominator * eps) / alphas[t].sqrt()
+            if t > 0 or noise_at_zero:
+                variance = betas[t] * (1 - abar[t - 1]) / (1 - abar[t]) if posterior_variance and t > 0 else betas[t]
+                sigma = variance if sigma_is_beta else variance.sqrt()
+                x = x + sigma * torch.randn(shape, generator=generator, device=device)
+        return x.clamp(-1, 1) if clip else x
+
+
+SAMPLER_MUTANTS = [
+    ("missing sqrt", dict(sqrt_coefficient=False), test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
+     "sample (mean|std)"),
+    ("alpha and alpha-bar swapped", dict(swap_alphas=True),
+     test_sampler.test_matches_the_reference_sampler_exactly, "first differs"),
+    ("noise at the last step", dict(noise_at_zero=True),
+     test_sampler.test_matches_the_reference_sampler_exactly, "returned x_0 differs"),
+    ("t runs upward", dict(upward=True), test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
+     "must run T-1"),
+    ("off by one in t", dict(off_by_one=True), test_sampler.test_matches_the_reference_sampler_exactly,
+     "you passed t"),
+    ("posterior variance", dict(posterior_variance=True),
+     test_sampler.test_matches_the_reference_sampler_exactly, "first differs"),
+    ("sigma = beta, not sqrt(beta)", dict(sigma_is_beta=True),
+     test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data, "sample std"),
+    ("never clips", dict(clip=False), test_sampler.test_output_shape_range_and_device, "clip"),
+    ("keeps autograd history", dict(no_grad=False), test_sampler.test_returns_no_autograd_history, "autograd"),
+    ("never calls the model", dict(skip_model=True),
+     test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0, "called 0 times"),
+]
+
+
+@pytest.mark.parametrize("mistake, graded_test, reason", [(m[1], m[2], m[3]) for m in SAMPLER_MUTANTS],
+                         ids=[m[0] for m in SAMPLER_MUTANTS])
+def test_sampler_mutant_is_caught(mistake, graded_test, reason):
+    with pytest.raises(AssertionError, match=reason):
+        graded_test(sample=partial(ddpm, **mistake))
+
+
+def test_unmodified_mutant_sampler_passes_every_sampler_test():
+    """The switchboard above with no mistake on is the reference: the mutants differ only by their mistake."""
+    for graded_test in [test_sampler.test_matches_the_reference_sampler_exactly,
+                        test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
+                        test_sampler.test_output_shape_range_and_device, test_sampler.test_returns_no_autograd_history,
+                        test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0]:
+        graded_test(sample=ddpm)
+
+
+def test_noise_drawn_in_another_order_still_passes_the_distribution_test():
+    """The distribution test must not punish a correct sampler for its random-number order."""
+    def reversed_draws(model, schedule, shape, generator=None):
+        torch.randn(shape, generator=generator)  # one extra draw shifts every later number
+        return ddpm(model, schedule, shape, generator)
+
+    test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data(sample=reversed_draws)
+    with pytest.raises(AssertionError):
+        test_sampler.test_matches_the_reference_sampler_exactly(sample=reversed_draws)
