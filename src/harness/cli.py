@@ -31,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.pt")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="measure training and sampling speed beside a textbook loop, then exit")
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors in your code")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     return parser.parse_args(argv)
@@ -76,10 +78,17 @@ def run(cfg, args) -> int:
     channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, channels, image_size, args.solution).to(device)
-    sampler = get_sampler(cfg.sampling.sampler, custom=args.custom_sampler)
+    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler)
     if args.custom_sampler:
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, channels, 4, 4))
     data = load_data(cfg.data)
+    if args.benchmark:
+        from src.harness.benchmark import benchmark
+
+        print(f"benchmark: {args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+              f"{device.type} ({torch.get_num_threads()} threads)")
+        benchmark(cfg, lambda: build_model(cfg.model, channels, image_size, args.solution), data, device, precision)
+        return 0
     schedule = NoiseSchedule.from_config(cfg.diffusion, device)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,8 @@ class TrainingConfig:
 
 @dataclass
 class SamplingConfig:
-    sampler: str = "ddpm"  # a key of harness.samplers.SAMPLERS; --custom-sampler uses src/sampler.py
+    sampler: str = "ddim"  # a key of harness.samplers.SAMPLERS; --custom-sampler uses your src/sampler.py
+    steps: int = 50  # model calls per sample, for samplers that skip timesteps (ddim)
     num_samples: int = 64
     seed: int = 0
 
@@ -144,7 +145,7 @@ def validate(cfg: DictConfig) -> None:
     positive = [
         "data.batch_size", "data.num_val", "data.channels", "data.image_size", "data.num_train",
         "diffusion.num_timesteps", "training.epochs", "training.lr", "training.checkpoint_every",
-        "training.log_every", "training.val_batch_size", "sampling.num_samples",
+        "training.log_every", "training.val_batch_size", "sampling.num_samples", "sampling.steps",
     ]
     for key in positive:
         value = OmegaConf.select(cfg, key)

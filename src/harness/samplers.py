@@ -1,13 +1,39 @@
-"""Samplers by name: each is a function sample(model, schedule, shape, generator) -> x_0 in [-1, 1]."""
+"""Samplers by name. Each entry builds, from the `sampling` config, a function
+sample(model, schedule, shape, generator) -> x_0 in [-1, 1]."""
+
+from functools import partial
+
+import torch
 
 from src.harness.loading import import_implementation
 from src.solution.sampler import sample as ddpm
 
+
+@torch.no_grad()
+def ddim(model, schedule, shape: tuple[int, ...], generator: torch.Generator | None = None,
+         num_steps: int = 50) -> torch.Tensor:
+    """Deterministic DDIM sampling (Song et al. 2021, eq. 12 with eta = 0) on `num_steps` evenly spaced timesteps."""
+    device = schedule.betas.device
+    abar = schedule.alphas_cumprod
+    timesteps = torch.linspace(schedule.num_timesteps - 1, 0, min(num_steps, schedule.num_timesteps)).round().long()
+    x = torch.randn(shape, generator=generator, device=device)
+    for i, t in enumerate(timesteps.tolist()):
+        eps = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device)).float()
+        x0 = ((x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()).clamp(-1, 1)
+        if i + 1 == len(timesteps):
+            return x0
+        t_next = timesteps[i + 1]
+        eps = (x - abar[t].sqrt() * x0) / (1 - abar[t]).sqrt()  # the noise consistent with the clipped x0
+        x = abar[t_next].sqrt() * x0 + (1 - abar[t_next]).sqrt() * eps
+    return x
+
+
 SAMPLERS = {
-    "ddpm": ddpm,
+    "ddpm": lambda cfg: ddpm,  # Ho et al. 2020, Algorithm 2: T model calls
+    "ddim": lambda cfg: partial(ddim, num_steps=cfg.steps),  # cfg.steps model calls
 }
 
 
-def get_sampler(name: str, custom: bool = False):
-    """The registered sampler `name`, or with custom=True the student's src/sampler.py."""
-    return import_implementation("sampler").sample if custom else SAMPLERS[name]
+def get_sampler(sampling_cfg, custom: bool = False):
+    """The sampler `sampling_cfg.sampler`, or with custom=True the student's src/sampler.py (DDPM)."""
+    return import_implementation("sampler").sample if custom else SAMPLERS[sampling_cfg.sampler](sampling_cfg)

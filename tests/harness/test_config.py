@@ -30,7 +30,7 @@ def test_overrides_are_typed():
     ("diffusion.schedule=quadratic", ["diffusion.schedule", "cosine, linear"]),
     ("training.ema_decay=1.5", ["training.ema_decay", "[0, 1]"]),
     ("model.norm_num_groups=5", ["model.norm_num_groups", "divisor"]),
-    ("sampling.sampler=ddim", ["sampling.sampler", "ddpm"]),
+    ("sampling.sampler=euler", ["sampling.sampler", "ddim, ddpm"]),
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
     with pytest.raises(ConfigError) as info:
