@@ -1,0 +1,46 @@
+"""Levels 1 and 3: samples of your trained model are recognisable to the shipped classifier."""
+
+from functools import lru_cache
+
+import pytest
+import torch
+
+from src.harness.config import load_config
+from src.harness.data import load_data, to_model_range
+from src.harness.quality import evaluate, judge
+from src.harness.schedule import NoiseSchedule
+from src.harness.train import autocast_factory, resolve_precision
+from tests.conftest import ROOT
+from tests.graded.runs import command, trained_model
+
+
+@lru_cache(maxsize=2)
+def checkpoint_quality(config: str, model_class, solution: bool) -> dict:
+    """The evaluation main.py prints, recomputed from the checkpoint: 256 DDIM samples from a fixed seed."""
+    model, run_cfg = trained_model(config, model_class, solution)
+    official = load_config(ROOT / "configs" / f"{config}.yaml")
+    data = load_data(official.data)
+    device = torch.device("cpu")
+    autocast = autocast_factory(device, resolve_precision(official.training.precision, device))
+    return evaluate(model, NoiseSchedule.from_config(run_cfg.diffusion), to_model_range(data.val), config,
+                    data.classes, autocast)
+
+
+def _assert_recognisable(config: str, model_class, solution: bool):
+    quality = checkpoint_quality(config, None if solution else model_class, solution)
+    reasons = judge(quality, config)
+    assert not reasons, "; ".join(reasons) + f" (then rerun `{command(config, solution)}`)"
+
+
+@pytest.mark.level1
+@pytest.mark.points(5)
+@pytest.mark.timeout(3600)  # with --solution and no reference run yet, this trains one first
+def test_fashion_mnist_samples_are_recognisable(model_class, solution):
+    _assert_recognisable("fashion_mnist", model_class, solution)
+
+
+@pytest.mark.level3
+@pytest.mark.points(5)
+@pytest.mark.timeout(600)
+def test_cifar10_samples_are_recognisable(model_class, solution):
+    _assert_recognisable("cifar10", model_class, solution)

@@ -1,0 +1,54 @@
+"""Sample-quality metrics: the Frechet distance, the shipped classifiers, and verdicts on known image sets."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torchvision.transforms.functional import gaussian_blur
+
+from src.harness.config import DataConfig
+from src.harness.data import load_data, to_model_range
+from src.harness.quality import (CLASSIFIERS, EVAL_SAMPLES, classifier_card, classifier_path, frechet_distance,
+                                 judge, load_classifier, sample_quality)
+from tests.conftest import SHARED_DATA
+
+MIN_ACCURACY = {"fashion_mnist": 0.92, "cifar10": 0.80}
+
+
+def test_frechet_distance_matches_closed_forms():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(20000, 3, generator=g, dtype=torch.float64)
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
+    # N(0, I) against N(m, 4I) in 3-D: |m|^2 + 3 * (1 + 4 - 2 * 2) = |m|^2 + 3
+    b = 2 * torch.randn(20000, 3, generator=g, dtype=torch.float64) + torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)
+    assert frechet_distance(a, b) == pytest.approx(5 + 3, rel=0.03)
+
+
+@pytest.mark.parametrize("dataset", [d for d in CLASSIFIERS if classifier_path(d).exists()])
+def test_shipped_classifier_loads_safely_and_met_its_accuracy(dataset):
+    card = classifier_card(dataset)
+    assert card["test_accuracy"] >= MIN_ACCURACY[dataset] and card["test_images"] == 10_000
+    classifier = load_classifier(dataset)  # weights_only=True inside
+    channels = CLASSIFIERS[dataset][0]
+    assert classifier(torch.zeros(2, channels, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").exists(), reason="no shared data folder")
+def test_verdicts_on_known_image_sets():
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig),
+                          {"name": "fashion_mnist", "root": str(SHARED_DATA), "download": False})
+    data = load_data(cfg)
+    real = to_model_range(data.val)
+    n = EVAL_SAMPLES
+
+    def verdict(images):
+        return judge(sample_quality(images, real, "fashion_mnist", data.classes), "fashion_mnist")
+
+    assert verdict(real[2 * n:3 * n]) == [], "real test images must pass"
+    noise = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    assert any("Frechet" in reason for reason in verdict(noise))
+    trousers = to_model_range(data.train[data.train_labels == 1][:n])
+    assert any("classes" in reason for reason in verdict(trousers)), "one class repeated must fail"
+    assert verdict(gaussian_blur(real[2 * n:3 * n], kernel_size=7, sigma=1.5)), "blurred images must fail"
+    quality = sample_quality(real[2 * n:3 * n], real, "fashion_mnist", data.classes)
+    assert quality == sample_quality(real[2 * n:3 * n], real, "fashion_mnist", data.classes), "deterministic"
+    assert sum(quality["class_histogram"].values()) == pytest.approx(1, abs=1e-3)
