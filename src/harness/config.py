@@ -64,6 +64,8 @@ class TrainingConfig:
     precision: str = "auto"  # auto | fp32 | bf16 (bfloat16 autocast)
     checkpoint_every: int = 500  # steps; a checkpoint is also written at the end and on Ctrl-C
     log_every: int = 10  # steps between progress-bar updates (and NaN checks)
+    eval_every: int = 100  # steps between validation points on curves.png (0: none)
+    preview_every: int = 250  # steps between sample grids in previews/ (0: none)
     val_batch_size: int = 500
 
 
@@ -73,12 +75,15 @@ class SamplingConfig:
     steps: int = 50  # model calls per sample, for samplers that skip timesteps (ddim)
     num_samples: int = 64
     seed: int = 0
+    animation_frames: int = 40  # frames of animation.gif, from x_T to x_0
 
 
 @dataclass
 class OutputConfig:
     root: str = "outputs"
     name: str | None = None  # default: the config file's name, plus "-solution" for reference runs
+    animation: bool = True  # animation.gif: the final samples emerging from noise
+    tensorboard: bool = False  # also log to <run>/tensorboard/ (needs `uv sync --extra tensorboard`)
 
 
 @dataclass
@@ -145,12 +150,13 @@ def validate(cfg: DictConfig) -> None:
     positive = [
         "data.batch_size", "data.num_val", "data.channels", "data.image_size", "data.num_train",
         "diffusion.num_timesteps", "training.epochs", "training.lr", "training.checkpoint_every",
-        "training.log_every", "training.val_batch_size", "sampling.num_samples", "sampling.steps",
+        "training.log_every", "training.val_batch_size", "sampling.num_samples", "sampling.steps", "sampling.animation_frames",
     ]
     for key in positive:
         value = OmegaConf.select(cfg, key)
         _check(value > 0, key, value, "a number > 0")
-    for key in ["training.weight_decay", "training.warmup_steps", "training.grad_clip"]:
+    for key in ["training.weight_decay", "training.warmup_steps", "training.grad_clip", "training.eval_every",
+                "training.preview_every"]:
         value = OmegaConf.select(cfg, key)
         _check(value >= 0, key, value, "a number >= 0")
     if cfg.training.max_steps is not None:

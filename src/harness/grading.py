@@ -153,7 +153,7 @@ def pytest_terminal_summary(terminalreporter, config):
             write(f"{part:<8}  {PARTS.get(part, 'extra tests'):<46}  {passed:>3}/{len(rows):<3}  "
                   f"{earned:>5g}/{available:<5g}")
     write(f"{'total':<8}  {'':<46}  {'':>7}  {score:>5g}/{max_score:<5g}")
-    write(f"grade report: {config.getoption('grade_json')}")
+    write(f"grade report: {config.rootpath / config.getoption('grade_json')}")
 
 
 def pytest_sessionfinish(session):
@@ -161,7 +161,7 @@ def pytest_sessionfinish(session):
     if not results:
         return
     tests, score, max_score = _grade(results)
-    path = Path(session.config.getoption("grade_json"))
+    path = session.config.rootpath / session.config.getoption("grade_json")  # an absolute path stays as it is
     path.parent.mkdir(parents=True, exist_ok=True)
     grade = {"score": score, "max_score": max_score, "visibility": "visible", "stdout_visibility": "visible",
              "output": f"{score:g} / {max_score:g} points", "tests": tests}

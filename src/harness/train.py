@@ -187,19 +187,21 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
             step += 1
             running += loss.detach()
             since += 1
+            logs = None
             if step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or step == steps:
                 mean_loss = last_loss = (running / since).item()  # one device sync per log interval
                 if not math.isfinite(mean_loss):
                     raise NonFiniteLossError(_nan_message(step, tc.lr))
-                rate = since * batches.batch_size / (time.perf_counter() - tic)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.0f}", lr=f"{scheduler.get_last_lr()[0]:.1e}")
+                logs = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                        "images_per_second": since * batches.batch_size / (time.perf_counter() - tic)}
+                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{logs['images_per_second']:.0f}", lr=f"{logs['lr']:.1e}")
                 bar.update(since)
                 running.zero_()
                 since, tic = 0, time.perf_counter()
             if step % tc.checkpoint_every == 0 and step < steps:
                 checkpoint()
             if on_step is not None:
-                on_step(step)
+                on_step(step, logs, ema.model)
             if stop.requested and step < steps:
                 checkpoint()
                 bar.close()

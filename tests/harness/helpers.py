@@ -10,6 +10,21 @@ from src.harness.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Untouched stubs, as a student first sees them (the real files may already hold the student's work).
+STUB_MODEL = """
+import torch
+class DiffusionModel(torch.nn.Module):
+    def __init__(self, in_channels, image_size):
+        super().__init__()
+        raise NotImplementedError("Build the layers of DiffusionModel in src/model.py")
+    def forward(self, x, t):
+        raise NotImplementedError("Implement DiffusionModel.forward in src/model.py")
+"""
+STUB_SAMPLER = """
+def sample(model, schedule, shape, generator=None):
+    raise NotImplementedError("Implement DDPM sampling in src/sampler.py")
+"""
+
 
 def smoke_config(tmp_path: Path, *overrides: str):
     """configs/smoke.yaml with outputs under tmp_path, plus overrides."""

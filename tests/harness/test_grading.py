@@ -2,23 +2,10 @@
 
 import json
 
-from tests.harness.helpers import kata_copy, run_pytest
+from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_pytest
 
 GRADESCOPE_TEST_FIELDS = {"name", "score", "max_score", "output", "visibility"}
 
-STUB_MODEL = '''
-import torch
-class DiffusionModel(torch.nn.Module):
-    def __init__(self, in_channels, image_size):
-        super().__init__()
-        raise NotImplementedError("Build the layers of DiffusionModel in src/model.py")
-    def forward(self, x, t):
-        raise NotImplementedError("Implement DiffusionModel.forward in src/model.py")
-'''
-STUB_SAMPLER = '''
-def sample(model, schedule, shape, generator=None):
-    raise NotImplementedError("Implement DDPM sampling in src/sampler.py")
-'''
 ENDLESS_SAMPLER = '''
 def sample(model, schedule, shape, generator=None):
     while True:

@@ -23,7 +23,7 @@ def _setup(tmp_path, *overrides):
 
 
 def _ctrl_c_at(step):
-    def on_step(current):
+    def on_step(current, logs, ema_model):
         if current == step:
             signal.raise_signal(signal.SIGINT)
     return on_step
