@@ -95,6 +95,7 @@ def run(cfg, args) -> int:
         return 0
     schedule = NoiseSchedule.from_config(cfg.diffusion, device)
     shape = (cfg.sampling.num_samples, channels, image_size, image_size)
+    val_images = to_model_range(data.val)
 
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
@@ -116,9 +117,10 @@ def run(cfg, args) -> int:
         metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"steps": state["step"]}
     else:
         schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
-        forward_strip(to_model_range(data.val[:4]), NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
+        # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
+        forward_strip(val_images[:4], NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
         monitor = RunMonitor(
-            out, schedule, to_model_range(data.val), autocast,
+            out, schedule, val_images, autocast,
             preview=lambda m: evaluation_samples(m, schedule, shape, autocast, cfg.sampling.seed),
             eval_every=cfg.training.eval_every, preview_every=cfg.training.preview_every,
             start_step=load_checkpoint(checkpoint_path)["step"] if args.resume else 0,
@@ -136,7 +138,6 @@ def run(cfg, args) -> int:
         }
 
     # float32, not autocast: the level tests recompute this number from the checkpoint and compare runs by it.
-    val_images = to_model_range(data.val)
     val = validation_loss(ema_model, schedule, val_images, cfg.training.val_batch_size)
     val_raw = validation_loss(model, schedule, val_images, cfg.training.val_batch_size)
     metrics |= {"val_loss": val["loss"], "val_loss_bands": val["bands"], "val_loss_raw_weights": val_raw["loss"]}
