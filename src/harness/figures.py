@@ -13,7 +13,7 @@ from PIL import Image  # noqa: E402
 
 from src.harness.config import ConfigError  # noqa: E402
 from src.harness.data import to_uint8  # noqa: E402
-from src.harness.schedule import NoiseSchedule  # noqa: E402
+from src.harness.schedule import NoiseSchedule, validation_loss  # noqa: E402
 
 
 def image_grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
@@ -134,11 +134,8 @@ class RunMonitor:
 
     def __init__(self, out: Path, schedule, val_images, autocast, preview, eval_every: int, preview_every: int,
                  start_step: int = 0, tensorboard: bool = False):
-        from src.harness.schedule import validation_loss
-
         self.out, self.schedule, self.val_images, self.autocast = out, schedule, val_images, autocast
         self.preview, self.eval_every, self.preview_every = preview, eval_every, preview_every
-        self.validation_loss = validation_loss
         self.history_path = out / "history.json"
         history = json.loads(self.history_path.read_text()) if start_step and self.history_path.exists() else {}
         self.history = {key: [e for e in history.get(key, []) if _step(e) <= start_step] for key in ("train", "val")}
@@ -162,7 +159,7 @@ class RunMonitor:
             self.writer.close()
 
     def _validate(self, step: int, ema_model) -> None:
-        val = self.validation_loss(ema_model, self.schedule, self.val_images, autocast=self.autocast)
+        val = validation_loss(ema_model, self.schedule, self.val_images, autocast=self.autocast)
         self.history["val"].append({"step": step, **val})
         self.history_path.write_text(json.dumps(self.history) + "\n")
         curves_figure(self.history, self.out / "curves.png")
