@@ -20,12 +20,11 @@ def ddim(model, schedule, shape: tuple[int, ...], generator: torch.Generator | N
     for i, t in enumerate(timesteps.tolist()):
         eps = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device)).float()
         x0 = ((x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()).clamp(-1, 1)
-        if i + 1 == len(timesteps):
-            return x0
-        t_next = timesteps[i + 1]
-        eps = (x - abar[t].sqrt() * x0) / (1 - abar[t]).sqrt()  # the noise consistent with the clipped x0
-        x = abar[t_next].sqrt() * x0 + (1 - abar[t_next]).sqrt() * eps
-    return x
+        if i + 1 < len(timesteps):
+            t_next = timesteps[i + 1]
+            eps = (x - abar[t].sqrt() * x0) / (1 - abar[t]).sqrt()  # the noise consistent with the clipped x0
+            x = abar[t_next].sqrt() * x0 + (1 - abar[t_next]).sqrt() * eps
+    return x0
 
 
 SAMPLERS = {
