@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.quality import EVAL_SAMPLES, evaluation_samples, judge, sample_quality
@@ -23,10 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BARELY_TRAINED_STEPS = 60
 
 
-def generators(dataset: str):
+def generators(dataset: str, cfg, data):
     """(name, images (N, C, H, W) in [-1, 1]) for every generator in the table."""
-    cfg = load_config(ROOT / "configs" / f"{dataset}.yaml")
-    data = load_data(cfg.data)
     device = torch.device("cpu")
     autocast = autocast_factory(device, resolve_precision(cfg.training.precision, device))
     schedule = NoiseSchedule.from_config(cfg.diffusion)
@@ -36,9 +35,10 @@ def generators(dataset: str):
     def model_samples(model):
         return evaluation_samples(model, schedule, shape, autocast)
 
-    val = to_model_range(data.val)
-    yield "real test images", val[2 * EVAL_SAMPLES:3 * EVAL_SAMPLES]
-    checkpoint = ROOT / "outputs" / f"{dataset}-solution" / "checkpoint.pt"
+    # Real images outside the first 2N, which sample_quality compares against.
+    held_out_real = to_model_range(data.val[2 * EVAL_SAMPLES:3 * EVAL_SAMPLES])
+    yield "real test images", held_out_real
+    checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
     reference = None
     if checkpoint.exists():
         model = DiffusionModel(channels, size, **cfg.model)
@@ -56,7 +56,7 @@ def generators(dataset: str):
     yield "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     one_class = to_model_range(data.train[data.train_labels == 1][:EVAL_SAMPLES])
     yield f"one class repeated (real {data.classes[1]})", one_class
-    blurred = reference if reference is not None else val[2 * EVAL_SAMPLES:3 * EVAL_SAMPLES]
+    blurred = reference if reference is not None else held_out_real
     yield "blurred (Gaussian, sigma 1.5)", gaussian_blur(blurred, kernel_size=7, sigma=1.5)
 
 
@@ -66,7 +66,7 @@ def calibration_table(dataset: str) -> str:
     real = to_model_range(data.val)
     rows = ["| generator | mean confidence | confident (>= 0.9) | classes covered | FD | FD / real-vs-real | verdict |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, images in generators(dataset):
+    for name, images in generators(dataset, cfg, data):
         q = sample_quality(images, real, dataset, data.classes)
         verdict = "pass" if not judge(q, dataset) else "fail"
         rows.append(f"| {name} | {q['mean_confidence']:.3f} | {q['confident_share']:.1%} | {q['classes_covered']} | "

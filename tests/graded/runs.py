@@ -8,6 +8,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS
 from src.harness.train import load_checkpoint
@@ -25,7 +26,7 @@ def command(config: str, solution: bool) -> str:
 
 
 def checkpoint_path(config: str, solution: bool):
-    return ROOT / "outputs" / (config + ("-solution" if solution else "")) / "checkpoint.pt"
+    return ROOT / output_dir(load_config(ROOT / "configs" / f"{config}.yaml"), solution) / "checkpoint.pt"
 
 
 def train_reference(config: str) -> None:
