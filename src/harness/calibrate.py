@@ -1,5 +1,7 @@
 """The calibration table behind the L1/L3 thresholds: `uv run python -m src.harness.calibrate fashion_mnist`.
 
+Config overrides follow the dataset, e.g. `... calibrate cifar10 data.verify_md5=false` for a rebuilt mirror.
+
 Scores real images, the reference run (outputs/<dataset>-solution/, when present) and generators that must
 fail: an untrained model, a barely trained one, pure noise, one class repeated, and blurred samples.
 Prints a Markdown table with each generator's verdict under the current THRESHOLDS.
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BARELY_TRAINED_STEPS = 60
 
 
-def generators(dataset: str, cfg, data):
+def generators(dataset: str, cfg, data, overrides: list[str]):
     """(name, images (N, C, H, W) in [-1, 1]) for every generator in the table."""
     device = torch.device("cpu")
     autocast = autocast_factory(device, resolve_precision(cfg.training.precision, device))
@@ -48,7 +50,8 @@ def generators(dataset: str, cfg, data):
     torch.manual_seed(0)
     yield "untrained model", model_samples(DiffusionModel(channels, size, **cfg.model))
     with tempfile.TemporaryDirectory() as scratch:
-        short = load_config(ROOT / "configs" / f"{dataset}.yaml", [f"training.max_steps={BARELY_TRAINED_STEPS}"])
+        short = load_config(ROOT / "configs" / f"{dataset}.yaml",
+                            [*overrides, f"training.max_steps={BARELY_TRAINED_STEPS}"])
         torch.manual_seed(0)
         model = DiffusionModel(channels, size, **short.model)
         ema = train(short, model, schedule, data.train, device, Path(scratch) / "checkpoint.pt").ema.model
@@ -60,13 +63,13 @@ def generators(dataset: str, cfg, data):
     yield "blurred (Gaussian, sigma 1.5)", gaussian_blur(blurred, kernel_size=7, sigma=1.5)
 
 
-def calibration_table(dataset: str) -> str:
-    cfg = load_config(ROOT / "configs" / f"{dataset}.yaml")
+def calibration_table(dataset: str, overrides: list[str] = ()) -> str:
+    cfg = load_config(ROOT / "configs" / f"{dataset}.yaml", list(overrides))
     data = load_data(cfg.data)
     real = to_model_range(data.val)
     rows = ["| generator | mean confidence | confident (>= 0.9) | classes covered | FD | FD / real-vs-real | verdict |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, images in generators(dataset, cfg, data):
+    for name, images in generators(dataset, cfg, data, list(overrides)):
         q = sample_quality(images, real, dataset, data.classes)
         verdict = "pass" if not judge(q, dataset) else "fail"
         rows.append(f"| {name} | {q['mean_confidence']:.3f} | {q['confident_share']:.1%} | {q['classes_covered']} | "
@@ -78,4 +81,6 @@ def calibration_table(dataset: str) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["fashion_mnist", "cifar10"])
-    print(calibration_table(parser.parse_args().dataset))
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for main.py")
+    args = parser.parse_args()
+    print(calibration_table(args.dataset, args.overrides))
