@@ -137,15 +137,15 @@ def evaluation_samples(model, schedule, shape: tuple[int, ...], autocast, seed: 
 # Calibrated with `uv run python -m src.harness.calibrate <dataset>`; the table is in the README ("Sample quality").
 THRESHOLDS = {  # dataset -> minimum mean confidence, minimum classes covered, maximum FD / real-vs-real FD
     "fashion_mnist": {"mean_confidence": 0.6, "classes_covered": 8, "fd_ratio": 15.0},
-    # Provisional, not yet calibrated: a reference CIFAR-10 run is still missing (hours without a GPU).
-    "cifar10": {"mean_confidence": 0.6, "classes_covered": 8, "fd_ratio": 15.0},
+    # No confidence bar: on CIFAR-10 pure noise (0.54) scores as high as the reference (0.50).
+    "cifar10": {"classes_covered": 8, "fd_ratio": 8.0},
 }
 
 
 def judge(quality: dict, dataset: str) -> list[str]:
     """The reasons the samples do not count as recognisable; an empty list means they pass."""
     limits, reasons = THRESHOLDS[dataset], []
-    if quality["mean_confidence"] < limits["mean_confidence"]:
+    if quality["mean_confidence"] < limits.get("mean_confidence", 0.0):
         reasons.append(f"the classifier is only {quality['mean_confidence']:.0%} sure on average what your samples "
                        f"show (needs {limits['mean_confidence']:.0%}): train longer or improve the model")
     if quality["classes_covered"] < limits["classes_covered"]:

@@ -37,7 +37,7 @@ def train_reference(config: str) -> None:
                    cwd=ROOT, check=True, env=env)
 
 
-# References trained on the spot by `pytest --solution` when missing; CIFAR-10 takes hours without a GPU.
+# References trained on the spot by `pytest --solution` when missing; CIFAR-10 takes an hour on a 2-core CPU.
 TRAINED_ON_DEMAND = {"fashion_mnist"}
 
 
@@ -46,7 +46,7 @@ def trained_model(config: str, model_class, solution: bool):
     path = checkpoint_path(config, solution)
     if not path.exists() and solution:
         if config not in TRAINED_ON_DEMAND:
-            pytest.skip(f"no reference run for {config}: `{command(config, True)}` makes one (best on a GPU)")
+            pytest.skip(f"no reference run for {config}: `{command(config, True)}` makes one (about an hour on a CPU)")
         train_reference(config)
     if not path.exists():
         pytest.fail(f"no trained model yet: run `{command(config, solution)}` first "

@@ -1,5 +1,7 @@
 """Sample-quality metrics: the Frechet distance, the shipped classifiers, and verdicts on known image sets."""
 
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -7,9 +9,10 @@ from torchvision.transforms.functional import gaussian_blur
 
 from src.harness.config import DataConfig
 from src.harness.data import load_data, to_model_range
-from src.harness.quality import (CLASSIFIERS, EVAL_SAMPLES, classifier_card, classifier_path, frechet_distance,
-                                 judge, load_classifier, sample_quality)
+from src.harness.quality import (CLASSIFIERS, EVAL_SAMPLES, THRESHOLDS, classifier_card, classifier_path,
+                                 frechet_distance, judge, load_classifier, sample_quality)
 from tests.conftest import SHARED_DATA
+from tests.graded.runs import REFERENCE_SCORES
 
 MIN_ACCURACY = {"fashion_mnist": 0.92, "cifar10": 0.80}
 
@@ -32,23 +35,34 @@ def test_shipped_classifier_loads_safely_and_met_its_accuracy(dataset):
     assert classifier(torch.zeros(2, channels, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").exists(), reason="no shared data folder")
-def test_verdicts_on_known_image_sets():
+@pytest.mark.parametrize("dataset, folder", [("fashion_mnist", "FashionMNIST"), ("cifar10", "cifar-10-batches-py")])
+def test_verdicts_on_known_image_sets(dataset, folder):
+    if not (SHARED_DATA / folder).exists():
+        pytest.skip("no shared data folder")
     cfg = OmegaConf.merge(OmegaConf.structured(DataConfig),
-                          {"name": "fashion_mnist", "root": str(SHARED_DATA), "download": False})
+                          {"name": dataset, "root": str(SHARED_DATA), "download": False, "verify_md5": False})
     data = load_data(cfg)
     real = to_model_range(data.val)
     n = EVAL_SAMPLES
 
     def verdict(images):
-        return judge(sample_quality(images, real, "fashion_mnist", data.classes), "fashion_mnist")
+        return judge(sample_quality(images, real, dataset, data.classes), dataset)
 
     assert verdict(real[2 * n:3 * n]) == [], "real test images must pass"
-    noise = torch.randn(n, 1, 28, 28, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    noise = torch.randn(n, *real.shape[1:], generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     assert any("Frechet" in reason for reason in verdict(noise))
-    trousers = to_model_range(data.train[data.train_labels == 1][:n])
-    assert any("classes" in reason for reason in verdict(trousers)), "one class repeated must fail"
+    one_class = to_model_range(data.train[data.train_labels == 1][:n])
+    assert any("classes" in reason for reason in verdict(one_class)), "one class repeated must fail"
     assert verdict(gaussian_blur(real[2 * n:3 * n], kernel_size=7, sigma=1.5)), "blurred images must fail"
-    quality = sample_quality(real[2 * n:3 * n], real, "fashion_mnist", data.classes)
-    assert quality == sample_quality(real[2 * n:3 * n], real, "fashion_mnist", data.classes), "deterministic"
+    quality = sample_quality(real[2 * n:3 * n], real, dataset, data.classes)
+    assert quality == sample_quality(real[2 * n:3 * n], real, dataset, data.classes), "deterministic"
     assert sum(quality["class_histogram"].values()) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("dataset", sorted(THRESHOLDS))
+def test_recorded_reference_passes_its_thresholds_with_margin(dataset):
+    """Guards the calibration: thresholds changed without a new reference run must still pass the reference."""
+    quality, limits = json.loads(REFERENCE_SCORES.read_text())[dataset]["quality"], THRESHOLDS[dataset]
+    assert quality["classes_covered"] >= limits["classes_covered"]
+    assert quality["mean_confidence"] >= limits.get("mean_confidence", 0.0)
+    assert quality["fd"] / quality["real_vs_real_fd"] <= limits["fd_ratio"] / 2, "no margin left: recalibrate"
