@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torchvision.transforms.functional import gaussian_blur
 
 from src.harness.cli import output_dir
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BARELY_TRAINED_STEPS = 60
 
 
-def generators(dataset: str, cfg, data, overrides: list[str]):
+def generators(dataset: str, cfg, data):
     """(name, images (N, C, H, W) in [-1, 1]) for every generator in the table."""
     device = torch.device("cpu")
     autocast = autocast_factory(device, resolve_precision(cfg.training.precision, device))
@@ -50,8 +51,7 @@ def generators(dataset: str, cfg, data, overrides: list[str]):
     torch.manual_seed(0)
     yield "untrained model", model_samples(DiffusionModel(channels, size, **cfg.model))
     with tempfile.TemporaryDirectory() as scratch:
-        short = load_config(ROOT / "configs" / f"{dataset}.yaml",
-                            [*overrides, f"training.max_steps={BARELY_TRAINED_STEPS}"])
+        short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
         torch.manual_seed(0)
         model = DiffusionModel(channels, size, **short.model)
         ema = train(short, model, schedule, data.train, device, Path(scratch) / "checkpoint.pt").ema.model
@@ -64,12 +64,12 @@ def generators(dataset: str, cfg, data, overrides: list[str]):
 
 
 def calibration_table(dataset: str, overrides: list[str] = ()) -> str:
-    cfg = load_config(ROOT / "configs" / f"{dataset}.yaml", list(overrides))
+    cfg = load_config(ROOT / "configs" / f"{dataset}.yaml", overrides)
     data = load_data(cfg.data)
     real = to_model_range(data.val)
     rows = ["| generator | mean confidence | confident (>= 0.9) | classes covered | FD | FD / real-vs-real | verdict |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, images in generators(dataset, cfg, data, list(overrides)):
+    for name, images in generators(dataset, cfg, data):
         q = sample_quality(images, real, dataset, data.classes)
         verdict = "pass" if not judge(q, dataset) else "fail"
         rows.append(f"| {name} | {q['mean_confidence']:.3f} | {q['confident_share']:.1%} | {q['classes_covered']} | "
