@@ -25,11 +25,8 @@ def image_grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
     return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
 
 
-def save_grid(images: torch.Tensor, path: Path, scale: int = 1) -> None:
-    grid = image_grid(images)
-    if scale > 1:
-        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
-    grid.save(path)
+def save_grid(images: torch.Tensor, path: Path) -> None:
+    image_grid(images).save(path)
 
 
 class TrajectoryRecorder(torch.nn.Module):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from tests.harness.helpers import ROOT, STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
 
+
 def test_smoke_run_writes_every_output(tmp_path):
     result = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}")
     assert result.returncode == 0, result.stderr
