@@ -14,12 +14,13 @@ from omegaconf import OmegaConf
 from src.harness.config import ConfigError, load_config
 from src.harness.data import DATASETS, DataNotFoundError, load_data, to_model_range
 from src.harness.figures import RunMonitor, forward_strip, save_animation, save_grid, schedule_figure
-from src.harness.loading import StudentCodeError, build_model, describe_exception, stub_message, student_location
+from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
+                                student_location)
 from src.harness.quality import classifier_path, describe_quality, evaluate, evaluation_samples
 from src.harness.samplers import get_sampler
 from src.harness.schedule import NoiseSchedule, validation_loss
-from src.harness.train import (NonFiniteLossError, TrainingInterrupted, autocast_factory, load_checkpoint,
-                               pick_device, resolve_precision, train)
+from src.harness.train import (NonFiniteLossError, ResumeMismatchError, TrainingInterrupted, autocast_factory,
+                               load_checkpoint, pick_device, resolve_precision, train)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +49,8 @@ def main(argv=None) -> int:
         overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
         cfg = load_config(args.config, overrides)
         return run(cfg, args)
-    except (ConfigError, DataNotFoundError, StudentCodeError, NonFiniteLossError, FileNotFoundError) as err:
+    except (ConfigError, DataNotFoundError, StudentCodeError, NonFiniteLossError, ResumeMismatchError,
+            FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except NotImplementedError as err:
@@ -67,6 +69,11 @@ def main(argv=None) -> int:
 
 def output_dir(cfg, solution: bool) -> Path:
     return Path(cfg.output.root) / (cfg.output.name + ("-solution" if solution else ""))
+
+
+def run_metadata(solution: bool) -> dict:
+    """What a checkpoint records about the code that trained it (see loading.model_fingerprint)."""
+    return {"solution": solution} if solution else {"solution": False, "model_fingerprint": model_fingerprint()}
 
 
 def run(cfg, args) -> int:
@@ -127,7 +134,7 @@ def run(cfg, args) -> int:
             tensorboard=cfg.output.tensorboard)
         tic = time.perf_counter()
         result = train(cfg, model, schedule, data.train, device, checkpoint_path, resume=args.resume,
-                       on_step=monitor, metadata={"solution": args.solution})
+                       on_step=monitor, metadata=run_metadata(args.solution))
         monitor.close(result.steps, result.ema.model)
         ema_model = result.ema.model
         metrics = {

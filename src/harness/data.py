@@ -162,12 +162,13 @@ def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torc
 class DatasetSpec:
     load: Callable  # data config -> (train images, train labels, test images, test labels, class names)
     shape: Callable  # data config -> (channels, image_size), known without loading anything
+    num_train: Callable  # data config -> the number of training images, known without loading anything
 
 
 DATASETS = {
-    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28)),
-    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32)),
-    "synthetic": DatasetSpec(make_synthetic, lambda cfg: (cfg.channels, cfg.image_size)),
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28), lambda cfg: 60_000),
+    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32), lambda cfg: 50_000),
+    "synthetic": DatasetSpec(make_synthetic, lambda cfg: (cfg.channels, cfg.image_size), lambda cfg: cfg.num_train),
 }
 
 

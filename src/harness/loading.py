@@ -1,5 +1,7 @@
 """Loads the student's files (or, with --solution, the reference) and turns their errors into one line."""
 
+import ast
+import hashlib
 import importlib
 import traceback
 from pathlib import Path
@@ -57,6 +59,44 @@ def _relative(filename: str) -> str:
         return Path(filename).resolve().relative_to(_ROOT).as_posix()
     except ValueError:
         return filename
+
+
+def check_prediction(prediction, x) -> None:
+    """Raise StudentCodeError unless the model's output for x: (B, C, H, W) is one tensor shaped like x, on x's device."""
+    import torch
+
+    if not isinstance(prediction, torch.Tensor):
+        raise StudentCodeError(f"DiffusionModel.forward returned a {type(prediction).__name__}, not a tensor; "
+                               "return only the predicted noise, shaped like x")
+    if prediction.shape != x.shape:
+        raise StudentCodeError(f"the model returned shape {tuple(prediction.shape)} for input {tuple(x.shape)}; "
+                               "DiffusionModel.forward must return noise of the same shape as x")
+    if prediction.device != x.device:
+        raise StudentCodeError(f"the model returned a tensor on {prediction.device} for input on {x.device}; "
+                               "do not move tensors to a device yourself: the harness moves the whole model")
+
+
+def model_fingerprint(root: Path = _ROOT) -> str:
+    """A hash of the code of src/model.py and src/utils.py, blind to comments, docstrings and formatting.
+
+    main.py records it in a student run's checkpoint and the level tests compare it with the files being
+    graded, so a checkpoint counts only for the network code that trained it (editing a comment is fine).
+    """
+    digest = hashlib.sha256()
+    for name in ("model", "utils"):
+        path = root / STUDENT_FILES[name]
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            digest.update(b"unreadable")
+            continue
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(ast.dump(tree).encode())
+    return digest.hexdigest()
 
 
 def build_model(model_cfg, channels: int, image_size: int, solution: bool):

@@ -6,7 +6,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from src.harness.loading import StudentCodeError
+from src.harness.loading import check_prediction
 
 
 class NoiseSchedule:
@@ -43,9 +43,7 @@ class NoiseSchedule:
     def loss(self, model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """L_simple = || eps - eps_theta(x_t, t) ||^2, averaged over pixels and batch (eq. 14, Algorithm 1)."""
         prediction = model(self.q_sample(x0, t, noise), t)
-        if prediction.shape != x0.shape:
-            raise StudentCodeError(f"the model returned shape {tuple(prediction.shape)} for input {tuple(x0.shape)}; "
-                                   "DiffusionModel.forward must return noise of the same shape as x")
+        check_prediction(prediction, x0)
         return F.mse_loss(prediction.float(), noise)
 
 

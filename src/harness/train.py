@@ -29,6 +29,22 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class ResumeMismatchError(ValueError):
+    """--resume was asked to continue a run with a different budget or different code."""
+
+
+# The settings that fix how much training a run gets: a level compares runs only at the official values.
+BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.num_timesteps",
+               "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end")
+
+
+def budget_of(cfg) -> dict:
+    """{key: value} of every BUDGET_KEYS entry in `cfg`."""
+    from omegaconf import OmegaConf
+
+    return {key: OmegaConf.select(cfg, key) for key in BUDGET_KEYS}
+
+
 @dataclass
 class TrainResult:
     ema: "EMA"
@@ -131,6 +147,8 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
 
     Every batch, timestep and noise draw is a pure function of (cfg.seed, step), so a run resumed from a
     checkpoint ends with exactly the weights of an uninterrupted one. `on_step(step)` runs after each step.
+    The checkpoint records the budget the run was trained with (`budget`, `images_seen`) and `metadata`;
+    a resume that would change either raises ResumeMismatchError, so a checkpoint's record is never rewritten.
     """
     tc = cfg.training
     batches = TrainBatches(train_images, cfg.data.batch_size, cfg.seed, cfg.data.hflip, device)
@@ -140,9 +158,11 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(lr_factor, warmup_steps=tc.warmup_steps, total_steps=steps, min_ratio=tc.min_lr_ratio))
     ema = EMA(model, tc.ema_decay)
-    step = start_step = 0
+    step = start_step = images_seen = 0
+    budget, metadata = budget_of(cfg), metadata or {}
     if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
+        _check_resume(state, budget, metadata)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -151,6 +171,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         step = start_step = state["step"]
+        images_seen = state["images_seen"]
 
     def checkpoint() -> None:
         rng = {"torch": torch.get_rng_state()}
@@ -159,7 +180,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
         save_checkpoint(checkpoint_path, {
             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "step": step, "total_steps": steps, "rng": rng,
-            "config": cfg_container(cfg), **(metadata or {}),
+            "config": cfg_container(cfg), "budget": budget, "images_seen": images_seen, **metadata,
         })
 
     noise_generator = torch.Generator(device)
@@ -185,6 +206,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
             scheduler.step()
             ema.update(model)
             step += 1
+            images_seen += len(x0)
             running += loss.detach()
             since += 1
             logs = None
@@ -210,6 +232,23 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
     checkpoint()
     elapsed = time.perf_counter() - start_time
     return TrainResult(ema, step, (step - start_step) * batches.batch_size / max(elapsed, 1e-9), last_loss)
+
+
+def _check_resume(state: dict, budget: dict, metadata: dict) -> None:
+    """Refuse to continue a checkpoint under another budget or other code: its record must stay true."""
+    if "budget" not in state:
+        raise ResumeMismatchError("--resume: this checkpoint was written by an older version of the kata and does "
+                                  "not record its budget; start the run again without --resume")
+    for key, value in budget.items():
+        if state["budget"].get(key) != value:
+            raise ResumeMismatchError(f"--resume: this run was trained with {key}={state['budget'].get(key)}, but "
+                                      f"this command asks for {key}={value}; resume with the run's own settings, "
+                                      "or start a new run")
+    for key, value in metadata.items():
+        if state.get(key) != value:
+            what = "src/model.py" if key == "model_fingerprint" else key
+            raise ResumeMismatchError(f"--resume: {what} changed since this run began, so its checkpoint holds "
+                                      "weights of other code; start a new run without --resume")
 
 
 def cfg_container(cfg) -> dict:
