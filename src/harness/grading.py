@@ -70,10 +70,43 @@ def _implementation(name: str, solution: bool):
         pytest.fail(str(err), pytrace=False)
 
 
+# A network beyond this cannot be graded in a test's time (the budget test says what the limit really is: a few M).
+MAX_PARAMETERS = 50_000_000
+
+
 @pytest.fixture
 def model_class(solution):
-    """DiffusionModel from src/model.py, or from src/solution/model.py with --solution."""
-    return _implementation("model", solution).DiffusionModel
+    """DiffusionModel from src/model.py, or from src/solution/model.py with --solution, checked to be gradable:
+    not too large to build, and its forward returns one tensor shaped like x on x's device."""
+    return gradable(_implementation("model", solution).DiffusionModel)
+
+
+def gradable(cls):
+    """`cls`, failing the test at once if it is too large to grade, with forward's output checked by
+    loading.check_prediction (a tuple or a tensor on another device gets a one-line message)."""
+    count = _parameters_on_meta_device(cls)
+    if count is not None and count > MAX_PARAMETERS:
+        pytest.fail(f"your model has {count / 1e6:.0f} M parameters, far beyond the budget (a few M, see "
+                    "test_parameter_budget); it is too large to grade: make it smaller", pytrace=False)
+    from src.harness.loading import check_prediction
+
+    def forward(self, x, t):
+        prediction = cls.forward(self, x, t)
+        check_prediction(prediction, x)
+        return prediction
+
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+
+
+def _parameters_on_meta_device(cls) -> int | None:
+    """The parameter count of cls(1, 28), built without allocating memory; None if it cannot be built so."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return sum(p.numel() for p in cls(1, 28).parameters())
+    except Exception:  # the real construction in the test reports any error properly
+        return None
 
 
 @pytest.fixture
@@ -112,9 +145,13 @@ def _short_failure(excinfo, config) -> str:
     """A student-oriented message instead of a traceback through the harness (unless --tb asks for one)."""
     if config.getoption("tbstyle") not in ("auto", "short"):
         return excinfo.getrepr(style=config.getoption("tbstyle"))
-    from src.harness.loading import describe_exception, student_location
+    from src.harness.loading import StudentCodeError, describe_exception, student_location
 
     err = excinfo.value
+    if isinstance(err, StudentCodeError):
+        return str(err)
+    if isinstance(err, SystemExit):
+        return f"your code called sys.exit({err.code}) ({describe_exception(err)}): return a value instead"
     if isinstance(err, NotImplementedError):
         return f"not implemented yet: {err}"
     if student_location(err) is not None:

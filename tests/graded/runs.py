@@ -11,13 +11,11 @@ from omegaconf import OmegaConf
 from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS
-from src.harness.train import load_checkpoint
+from src.harness.loading import model_fingerprint
+from src.harness.train import budget_of, load_checkpoint, total_steps
 from src.solution.model import DiffusionModel as ReferenceModel
 from tests.conftest import ROOT
 
-# What makes two runs comparable: a longer or differently configured run does not count for a level.
-BUDGET_KEYS = ["data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.num_timesteps",
-               "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end"]
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
 
 
@@ -50,26 +48,58 @@ def trained_model(config: str, model_class, solution: bool):
         train_reference(config)
     if not path.exists():
         pytest.fail(f"no trained model yet: run `{command(config, solution)}` first "
-                    f"(it writes {path.relative_to(ROOT)})", pytrace=False)
-    state = load_checkpoint(path)
-    run_cfg = OmegaConf.create(state["config"])
+                    f"(it writes {os.path.relpath(path, ROOT)})", pytrace=False)
+    state = _load(path)
     official = load_config(ROOT / "configs" / f"{config}.yaml")
-    for key in BUDGET_KEYS:
-        used, allowed = OmegaConf.select(run_cfg, key), OmegaConf.select(official, key)
-        if used != allowed:
-            pytest.fail(f"{path.relative_to(ROOT)} was trained with {key}={used}, but this level is graded at the "
-                        f"official {key}={allowed}: rerun `{command(config, solution)}` without that override",
-                        pytrace=False)
-    if state["step"] < state["total_steps"]:
-        pytest.fail(f"{path.relative_to(ROOT)} stopped at step {state['step']} of {state['total_steps']}: finish it "
-                    f"with `{command(config, solution)} --resume`", pytrace=False)
-    if state.get("solution", False) != solution:
-        pytest.fail(f"{path.relative_to(ROOT)} was not trained from {'src/solution' if solution else 'src/model.py'}",
-                    pytrace=False)
+    problem = provenance_problem(state, official, solution)
+    if problem:
+        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; rerun `{command(config, solution)}`", pytrace=False)
+    run_cfg = OmegaConf.create(state["config"])
     channels, size = DATASETS[run_cfg.data.name].shape(run_cfg.data)
     model = (ReferenceModel(channels, size, **run_cfg.model) if solution else model_class(channels, size))
-    model.load_state_dict(state["ema"]["model"])
+    try:
+        model.load_state_dict(state["ema"]["model"])
+    except RuntimeError as err:
+        pytest.fail(f"{os.path.relpath(path, ROOT)} holds weights that do not fit this DiffusionModel "
+                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): rerun "
+                    f"`{command(config, solution)}` with the current src/model.py", pytrace=False)
     return model.eval(), run_cfg
+
+
+def _load(path) -> dict:
+    try:
+        state = load_checkpoint(path)
+    except Exception as err:  # truncated, garbage or not a checkpoint at all: torch raises many kinds
+        pytest.fail(f"{os.path.relpath(path, ROOT)} cannot be read ({type(err).__name__}): it is damaged or not a "
+                    f"checkpoint; delete it and train again", pytrace=False)
+    if not isinstance(state, dict) or not {"ema", "config", "step"} <= set(state):
+        pytest.fail(f"{os.path.relpath(path, ROOT)} is not a checkpoint written by main.py; delete it and train again",
+                    pytrace=False)
+    return state
+
+
+def provenance_problem(state: dict, official, solution: bool) -> str | None:
+    """Why a checkpoint does not count for a level, or None: it must record the official budget, trained to the
+    last step, by the code being graded (the reference, or src/model.py with the fingerprint main.py recorded)."""
+    budget = state.get("budget")
+    if budget is None:
+        return "does not record its training budget (it was written by an older kata or by hand)"
+    for key, allowed in budget_of(official).items():
+        if budget.get(key) != allowed:
+            return (f"was trained with {key}={budget.get(key)}, but this level is graded at the official "
+                    f"{key}={allowed}: train without that override")
+    num_train = DATASETS[official.data.name].num_train(official.data)
+    official_steps = total_steps(official.training, num_train // official.data.batch_size)
+    if state["step"] < official_steps:
+        return f"stopped at step {state['step']} of {official_steps}: finish it with --resume"
+    if state["step"] > official_steps or state.get("images_seen") != official_steps * official.data.batch_size:
+        return (f"records {state['step']} steps and {state.get('images_seen')} images seen, but the official budget "
+                f"is {official_steps} steps of {official.data.batch_size} images")
+    if state.get("solution", False) != solution:
+        return f"was not trained from {'src/solution' if solution else 'src/model.py'}"
+    if not solution and state.get("model_fingerprint") != model_fingerprint():
+        return "was trained by other code than the current src/model.py and src/utils.py (changed since?)"
+    return None
 
 
 def recorded_reference(config: str) -> dict:

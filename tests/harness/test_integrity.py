@@ -1,0 +1,235 @@
+"""Level integrity: a checkpoint counts for a level only if it proves its budget and the code that trained it,
+and broken student code on the grading path ends in one clear line."""
+
+import json
+import time
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from src.harness.config import load_config
+from src.harness.data import load_data
+from src.harness.grading import gradable
+from src.harness.loading import StudentCodeError, build_model, model_fingerprint
+from src.harness.schedule import NoiseSchedule
+from src.harness.train import ResumeMismatchError, budget_of, load_checkpoint, save_checkpoint, train
+from tests.graded import runs, test_model
+from tests.harness.helpers import ROOT, kata_copy, run_main, run_pytest, smoke_config
+
+OFFICIAL = load_config(ROOT / "configs" / "fashion_mnist.yaml")
+OFFICIAL_CONTAINER = OmegaConf.to_container(OFFICIAL, resolve=True)
+OFFICIAL_STEPS = 2 * (60_000 // 128)
+
+
+def _official_state(**changes) -> dict:
+    """The record of a complete student run at the official Fashion-MNIST budget, then `changes`."""
+    state = {"step": OFFICIAL_STEPS, "total_steps": OFFICIAL_STEPS, "images_seen": OFFICIAL_STEPS * 128,
+             "budget": budget_of(OFFICIAL), "solution": False, "model_fingerprint": model_fingerprint(),
+             "config": {}, "ema": {}}
+    return state | changes
+
+
+# ------------------------------------------------------------------------------------------- fingerprint
+
+def _kata_files(root, model: str):
+    (root / "src").mkdir(parents=True, exist_ok=True)
+    (root / "src" / "model.py").write_text(model)
+    (root / "src" / "utils.py").write_text("def helper():\n    return 1\n")
+    return model_fingerprint(root)
+
+
+def test_fingerprint_ignores_comments_docstrings_and_layout_but_not_code(tmp_path):
+    model = 'class DiffusionModel:\n    """Doc."""\n    width = 32\n'
+    original = _kata_files(tmp_path / "a", model)
+    assert _kata_files(tmp_path / "b", '# my net\nclass DiffusionModel:\n    """Other doc."""\n\n    width = (32)\n') \
+        == original
+    assert _kata_files(tmp_path / "c", model.replace("32", "64")) != original
+
+
+# ------------------------------------------------------------------------------------- what a run records
+
+def _smoke(tmp_path, *overrides):
+    cfg = smoke_config(tmp_path, "training.checkpoint_every=1000", "training.precision=fp32", *overrides)
+    data = load_data(cfg.data)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.channels, data.image_size, solution=True)
+    return cfg, model, NoiseSchedule.from_config(cfg.diffusion), data.train
+
+
+def test_checkpoint_records_the_budget_it_was_trained_with(tmp_path):
+    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=3")
+    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", metadata={"solution": True})
+    state = load_checkpoint(tmp_path / "c.pt")
+    assert state["budget"] == budget_of(cfg) and state["budget"]["training.max_steps"] == 3
+    assert state["step"] == 3 and state["images_seen"] == 3 * cfg.data.batch_size
+
+
+def test_resume_refuses_a_changed_budget_and_keeps_the_record(tmp_path):
+    """Route: train longer than the official budget, then --resume with the official config to relabel it."""
+    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=4")
+    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt")
+    before = load_checkpoint(tmp_path / "c.pt")
+    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=2")
+    with pytest.raises(ResumeMismatchError, match="training.max_steps=4.*training.max_steps=2"):
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", resume=True)
+    assert load_checkpoint(tmp_path / "c.pt")["budget"] == before["budget"], "the record must not be rewritten"
+
+
+def test_resume_refuses_other_model_code(tmp_path):
+    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=2")
+    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", metadata={"model_fingerprint": "a"})
+    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=2")
+    with pytest.raises(ResumeMismatchError, match="src/model.py changed"):
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", resume=True,
+              metadata={"model_fingerprint": "b"})
+
+
+def test_main_refuses_to_resume_with_another_budget_in_one_line(tmp_path):
+    first = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}",
+                     "training.max_steps=3", "output.animation=false")
+    assert first.returncode == 0, first.stderr
+    again = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}", "--resume")
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1 and "training.max_steps=3" in again.stderr
+
+
+# ------------------------------------------------------------------------------- what a level accepts
+
+def test_a_complete_official_run_of_the_graded_code_counts():
+    assert runs.provenance_problem(_official_state(), OFFICIAL, solution=False) is None
+
+
+@pytest.mark.parametrize("changes, reason", [
+    # Route: copy the reference's checkpoint and flip its solution flag (it has no student fingerprint).
+    ({"solution": False, "model_fingerprint": None}, "other code than the current src/model.py"),
+    ({"model_fingerprint": "0" * 64}, "other code than the current src/model.py"),
+    ({"solution": True}, "was not trained from src/model.py"),
+    # Route: train with more epochs, then --resume with the official config (the record keeps epochs=3).
+    ({"budget": budget_of(OFFICIAL) | {"training.epochs": 3}}, "training.epochs=3"),
+    ({"step": 3 * OFFICIAL_STEPS // 2, "images_seen": 3 * OFFICIAL_STEPS // 2 * 128}, "official budget is 936 steps"),
+    ({"images_seen": 2 * OFFICIAL_STEPS * 128}, "official budget is 936 steps"),
+    ({"step": 500}, "stopped at step 500 of 936"),
+    ({"budget": None}, "does not record its training budget"),
+], ids=["flipped-reference", "other-fingerprint", "reference-flag", "more-epochs", "steps-above-total",
+        "images-above-budget", "unfinished", "old-checkpoint"])
+def test_a_run_that_cannot_prove_its_budget_and_code_does_not_count(changes, reason):
+    problem = runs.provenance_problem(_official_state(**changes), OFFICIAL, solution=False)
+    assert problem is not None and reason in problem
+
+
+class SmallNet(torch.nn.Module):
+    def __init__(self, in_channels, image_size):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, in_channels, 3, padding=1)
+
+    def forward(self, x, t):
+        return self.conv(x)
+
+
+class OtherNet(SmallNet):
+    def __init__(self, in_channels, image_size):
+        super().__init__(in_channels, image_size)
+        self.extra = torch.nn.Linear(2, 2)
+
+
+def _graded_checkpoint(monkeypatch, tmp_path, state=None, raw: bytes | None = None):
+    path = tmp_path / "checkpoint.pt"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        save_checkpoint(path, state)
+    monkeypatch.setattr(runs, "checkpoint_path", lambda config, solution: path)
+    monkeypatch.setattr(runs, "model_fingerprint", lambda: "graded code")
+
+
+@pytest.mark.parametrize("raw", [b"", b"garbage" * 100], ids=["empty", "garbage"])
+def test_a_damaged_checkpoint_is_one_clear_line(monkeypatch, tmp_path, raw):
+    _graded_checkpoint(monkeypatch, tmp_path, raw=raw)
+    with pytest.raises(pytest.fail.Exception, match="cannot be read.*train again"):
+        runs.trained_model("fashion_mnist", SmallNet, solution=False)
+
+
+def test_a_truncated_checkpoint_is_one_clear_line(monkeypatch, tmp_path):
+    save_checkpoint(tmp_path / "full.pt", {"weights": torch.zeros(10_000)})
+    _graded_checkpoint(monkeypatch, tmp_path, raw=(tmp_path / "full.pt").read_bytes()[:20_000])
+    with pytest.raises(pytest.fail.Exception, match="cannot be read"):
+        runs.trained_model("fashion_mnist", SmallNet, solution=False)
+
+
+def test_a_checkpoint_of_another_model_class_is_one_clear_line(monkeypatch, tmp_path):
+    weights = OtherNet(1, 28).state_dict()
+    state = _official_state(model_fingerprint="graded code", ema={"model": weights}, config=OFFICIAL_CONTAINER)
+    _graded_checkpoint(monkeypatch, tmp_path, state)
+    with pytest.raises(pytest.fail.Exception, match="do not fit this DiffusionModel.*extra"):
+        runs.trained_model("fashion_mnist", SmallNet, solution=False)
+    assert runs.trained_model("fashion_mnist", OtherNet, solution=False)[0].training is False
+
+
+# ------------------------------------------------------------------------- broken code on the grading path
+
+class ReturnsATuple(SmallNet):
+    def forward(self, x, t):
+        return self.conv(x), t
+
+
+class ReturnsOnAnotherDevice(SmallNet):
+    def forward(self, x, t):
+        return self.conv(x).to("meta")
+
+
+class ReturnsBFloat16(SmallNet):
+    def forward(self, x, t):
+        return self.conv(x).bfloat16()
+
+
+class Huge(SmallNet):
+    def __init__(self, in_channels, image_size):
+        super().__init__(in_channels, image_size)
+        self.layers = torch.nn.ModuleList(torch.nn.Linear(10_000, 10_000) for _ in range(5))  # 500 M parameters
+
+
+@pytest.mark.parametrize("model, reason", [
+    (ReturnsATuple, "forward returned a tuple, not a tensor"),
+    (ReturnsOnAnotherDevice, "returned a tensor on meta for input on cpu"),
+])
+def test_output_that_is_not_one_tensor_on_the_input_device_is_one_clear_line(model, reason):
+    with pytest.raises(StudentCodeError, match=reason):
+        test_model.test_output_shape_equals_input_shape(model_class=gradable(model), dataset="fashion_mnist", batch=1)
+
+
+def test_bfloat16_output_fails_only_the_dtype_test():
+    with pytest.raises(AssertionError, match="bfloat16"):
+        test_model.test_output_is_float32(model_class=gradable(ReturnsBFloat16))
+    test_model.test_output_shape_equals_input_shape(model_class=gradable(ReturnsBFloat16), dataset="cifar10", batch=3)
+
+
+def test_a_model_too_large_to_grade_fails_before_allocating_it():
+    tic = time.perf_counter()
+    with pytest.raises(pytest.fail.Exception, match="500 M parameters.*too large to grade"):
+        gradable(Huge)
+    assert time.perf_counter() - tic < 5, "counting must not allocate the weights"
+
+
+SYS_EXIT_MODEL = """
+import sys
+import torch
+class DiffusionModel(torch.nn.Module):
+    def __init__(self, in_channels, image_size):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, in_channels, 3, padding=1)
+    def forward(self, x, t):
+        sys.exit(0)
+"""
+
+
+def test_student_code_that_calls_sys_exit_fails_its_tests_and_the_others_still_run(tmp_path):
+    kata = kata_copy(tmp_path, model=SYS_EXIT_MODEL, sampler="def sample(model, schedule, shape, generator=None:\n")
+    result = run_pytest(kata, "tests/graded/test_model.py", "tests/graded/test_sampler.py", "--grade-json",
+                        "grade.json", "-k", "float32 or budget or exactly")
+    grade = json.loads((kata / "grade.json").read_text())
+    tests = {t["name"]: t for t in grade["tests"]}
+    assert result.returncode != 0
+    assert "sys.exit" in tests["test_output_is_float32"]["output"]
+    assert tests["test_parameter_budget[fashion_mnist]"]["status"] == "passed", "tests that never call forward pass"
+    assert "src/sampler.py, line 1: SyntaxError" in tests["test_matches_the_reference_sampler_exactly"]["output"]
