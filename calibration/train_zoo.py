@@ -1,0 +1,52 @@
+"""Train the calibration zoo's student-style models at the official budget, exactly as a student would.
+
+    uv run python -m calibration.train_zoo fashion_mnist [MEMBER ...] [key=value ...]
+
+Each member (calibration/zoo/<member>.py, a DiffusionModel written independently of the reference) is
+copied into a scratch copy of the kata as src/model.py, and `main.py --config configs/<dataset>.yaml` runs
+there unchanged, with previews, in-training validation and the animation off (none of them is part of the
+budget). The checkpoints land in outputs/zoo/<dataset>/<member>/; `calibration.calibrate` scores them.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from calibration.zoo import ZOO_MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEED_ONLY = ["training.preview_every=0", "training.eval_every=0", "output.animation=false"]
+
+
+def zoo_run_dir(dataset: str, member: str) -> Path:
+    return ROOT / "outputs" / "zoo" / dataset / member
+
+
+def train_member(dataset: str, member: str, overrides: list[str]) -> None:
+    out = zoo_run_dir(dataset, member)
+    with tempfile.TemporaryDirectory() as scratch:
+        kata = Path(scratch) / "kata"
+        shutil.copytree(ROOT / "src", kata / "src", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / "configs", kata / "configs")
+        shutil.copy(ROOT / "main.py", kata / "main.py")
+        shutil.copy(ROOT / "calibration" / "zoo" / f"{member}.py", kata / "src" / "model.py")
+        command = [sys.executable, "main.py", "--config", f"configs/{dataset}.yaml", *SPEED_ONLY,
+                   f"output.root={out.parent}", f"output.name={member}", *overrides]
+        print(f"{member}: {' '.join(command[1:])}", flush=True)
+        tic = time.perf_counter()
+        subprocess.run(command, cwd=kata, check=True)
+        print(f"{member}: trained and scored in {time.perf_counter() - tic:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", choices=["fashion_mnist", "cifar10"])
+    parser.add_argument("rest", nargs="*", metavar="MEMBER or key=value")
+    args = parser.parse_args()
+    members = [a for a in args.rest if "=" not in a] or list(ZOO_MODELS)
+    for member in members:
+        train_member(args.dataset, member, [a for a in args.rest if "=" in a])
