@@ -1,34 +1,46 @@
-"""The calibration table behind the L1/L3 thresholds: `uv run python -m src.harness.calibrate fashion_mnist`.
+"""The calibration behind the Level 1 and Level 3 bars: `uv run python -m calibration.calibrate fashion_mnist`.
 
 Config overrides follow the dataset, e.g. `... calibrate cifar10 data.verify_md5=false` for a rebuilt mirror.
 
-Scores real images, the reference run (outputs/<dataset>-solution/, when present) and generators that must
-fail: an untrained model, a barely trained one, pure noise, one class repeated, and blurred samples.
-Prints a Markdown table with each generator's verdict under the current THRESHOLDS.
+Draws the evaluation samples (256, DDIM, seed 0, as the level tests do) of every generator: real images, the
+reference run, the zoo's student-style runs (train them first with `python -m calibration.train_zoo`), and
+generators that a student's broken work resembles. Stores each set as a grid in calibration/grids/<dataset>/
+(the meta-test tests/harness/test_calibration.py re-scores those files), and prints a Markdown table of the
+metrics, the grader's verdict and the verdict of a person who looked at the grid (calibration/verdicts.json).
+`--rescore` skips drawing and scores the stored grids, which is what the meta-test checks.
 """
 
 import argparse
+import importlib
+import json
 import tempfile
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
+from calibration.train_zoo import zoo_run_dir
+from calibration.zoo import ZOO_MODELS
 from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS, load_data, to_model_range
+from src.harness.figures import image_grid
 from src.harness.quality import EVAL_SAMPLES, evaluation_samples, judge, sample_quality
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import autocast_factory, load_checkpoint, resolve_precision, train
 from src.solution.model import DiffusionModel
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = ROOT / "calibration" / "grids"
+VERDICTS = ROOT / "calibration" / "verdicts.json"
 BARELY_TRAINED_STEPS = 60
+PADDING = 2  # pixels between the images of a stored grid
 
 
 def generators(dataset: str, cfg, data):
-    """(name, images (N, C, H, W) in [-1, 1]) for every generator in the table."""
+    """(key, description, images (N, C, H, W) in [-1, 1]) for every generator that can be drawn now."""
     device = torch.device("cpu")
     autocast = autocast_factory(device, resolve_precision(cfg.training.precision, device))
     schedule = NoiseSchedule.from_config(cfg.diffusion)
@@ -38,42 +50,106 @@ def generators(dataset: str, cfg, data):
     def model_samples(model):
         return evaluation_samples(model, schedule, shape, autocast)
 
+    def trained(model, state: dict):
+        model.load_state_dict(state["ema"]["model"])
+        return model_samples(model)
+
     # Real images outside the first 2N, which sample_quality compares against.
     held_out_real = to_model_range(data.val[2 * EVAL_SAMPLES:3 * EVAL_SAMPLES])
-    yield "real test images", held_out_real
-    checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
+    yield "real", "real test images", held_out_real
     reference = None
+    checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
     if checkpoint.exists():
-        model = DiffusionModel(channels, size, **cfg.model)
-        model.load_state_dict(load_checkpoint(checkpoint)["ema"]["model"])
-        reference = model_samples(model)
-        yield f"reference, `configs/{dataset}.yaml`", reference
+        reference = trained(DiffusionModel(channels, size, **cfg.model), load_checkpoint(checkpoint))
+        yield "reference", f"reference, `configs/{dataset}.yaml`", reference
+    for member, description in ZOO_MODELS.items():
+        state = _finished_run(zoo_run_dir(dataset, member) / "checkpoint.pt")
+        if state is not None:
+            student_class = importlib.import_module(f"calibration.zoo.{member}").DiffusionModel
+            yield f"zoo-{member}", f"student: {description}", trained(student_class(channels, size), state)
     torch.manual_seed(0)
-    yield "untrained model", model_samples(DiffusionModel(channels, size, **cfg.model))
+    yield "untrained", "untrained model", model_samples(DiffusionModel(channels, size, **cfg.model))
     with tempfile.TemporaryDirectory() as scratch:
         short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
         torch.manual_seed(0)
         model = DiffusionModel(channels, size, **short.model)
         ema = train(short, model, schedule, data.train, device, Path(scratch) / "checkpoint.pt").ema.model
-        yield f"barely trained ({BARELY_TRAINED_STEPS} steps)", model_samples(ema)
-    yield "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
-    one_class = to_model_range(data.train[data.train_labels == 1][:EVAL_SAMPLES])
-    yield f"one class repeated (real {data.classes[1]})", one_class
-    blurred = reference if reference is not None else held_out_real
-    yield "blurred (Gaussian, sigma 1.5)", gaussian_blur(blurred, kernel_size=7, sigma=1.5)
+        yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", model_samples(ema)
+    yield "noise", "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    yield "one_class", f"one class repeated (real {data.classes[1]})", _real_of_classes(data, [1])
+    yield "few_classes", "mode collapse: three classes (real images)", _real_of_classes(data, [0, 1, 7])
+    good = reference if reference is not None else held_out_real
+    source = "reference samples" if reference is not None else "real images"
+    yield "blurred", f"blurred {source} (Gaussian, sigma 1.5)", gaussian_blur(good, kernel_size=7, sigma=1.5)
+    yield "smoothed", f"over-smoothed {source} (Gaussian, sigma 0.8)", gaussian_blur(good, kernel_size=5, sigma=0.8)
+    checkerboard = (torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2 * 2 - 1  # +-1, period 2
+    yield "checkerboard", f"checkerboard artefacts on {source} (amplitude 0.4)", (good + 0.4 * checkerboard).clamp(-1, 1)
+    yield "wrong_range", f"wrong value range: {source} squeezed into [0, 1]", (good + 1) / 2
 
 
-def calibration_table(dataset: str, overrides: list[str] = ()) -> str:
+def _finished_run(checkpoint: Path) -> dict | None:
+    """The checkpoint of a run that trained to its last step, or None (with a note) if there is none yet."""
+    state = load_checkpoint(checkpoint) if checkpoint.exists() else None
+    if state is None or state["step"] != state["total_steps"]:
+        print(f"skipped: {checkpoint} is missing or unfinished (calibration.train_zoo trains it)", flush=True)
+        return None
+    return state
+
+
+def _real_of_classes(data, classes: list[int]) -> torch.Tensor:
+    """EVAL_SAMPLES real training images, drawn in turn from `classes`."""
+    per_class = [to_model_range(data.train[data.train_labels == c][:EVAL_SAMPLES]) for c in classes]
+    return torch.stack([per_class[i % len(classes)][i // len(classes)] for i in range(EVAL_SAMPLES)])
+
+
+def save_samples(images: torch.Tensor, path: Path) -> None:
+    """The images as one lossless PNG grid (uint8, as every sample is shown), read back by load_samples."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images, padding=PADDING).save(path)
+
+
+def load_samples(path: Path, channels: int, size: int, count: int = EVAL_SAMPLES) -> torch.Tensor:
+    """The images of a grid written by save_samples: (count, C, H, W) in [-1, 1]."""
+    grid = torch.from_numpy(__import__("numpy").array(Image.open(path)))
+    grid = grid[None] if grid.ndim == 2 else grid.permute(2, 0, 1)
+    columns = (grid.shape[-1] - PADDING) // (size + PADDING)
+    tiles = []
+    for i in range(count):
+        top, left = PADDING + (i // columns) * (size + PADDING), PADDING + (i % columns) * (size + PADDING)
+        tiles.append(grid[:channels, top:top + size, left:left + size])
+    return to_model_range(torch.stack(tiles))
+
+
+def human_verdicts(dataset: str) -> dict:
+    """{generator key: {"description", "verdict": "pass" | "fail", "why"}} as recorded by a person."""
+    return json.loads(VERDICTS.read_text())[dataset]
+
+
+def score_grid(dataset: str, key: str, real: torch.Tensor, classes: list[str]) -> dict:
+    channels, size = real.shape[1:3]
+    return sample_quality(load_samples(GRIDS / dataset / f"{key}.png", channels, size), real, dataset, classes)
+
+
+def calibration_table(dataset: str, overrides: list[str] = (), rescore: bool = False) -> str:
     cfg = load_config(ROOT / "configs" / f"{dataset}.yaml", overrides)
     data = load_data(cfg.data)
     real = to_model_range(data.val)
-    rows = ["| generator | mean confidence | confident (>= 0.9) | classes covered | FD | FD / real-vs-real | verdict |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, images in generators(dataset, cfg, data):
-        q = sample_quality(images, real, dataset, data.classes)
-        verdict = "pass" if not judge(q, dataset) else "fail"
-        rows.append(f"| {name} | {q['mean_confidence']:.3f} | {q['confident_share']:.1%} | {q['classes_covered']} | "
-                    f"{q['fd']:.2f} | {q['fd'] / q['real_vs_real_fd']:.1f} | {verdict} |")
+    verdicts = human_verdicts(dataset) if VERDICTS.exists() and dataset in json.loads(VERDICTS.read_text()) else {}
+    if rescore:
+        drawn = [(key, entry["description"]) for key, entry in verdicts.items()]
+    else:
+        drawn = []
+        for key, description, images in generators(dataset, cfg, data):
+            save_samples(images, GRIDS / dataset / f"{key}.png")
+            drawn.append((key, description))
+    rows = ["| generator | person | mean confidence | classes covered | FD / real-vs-real | grader |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for key, description in drawn:
+        q = score_grid(dataset, key, real, data.classes)
+        grader = "pass" if not judge(q, dataset) else "fail"
+        person = verdicts.get(key, {}).get("verdict", "?")
+        rows.append(f"| {description} | {person} | {q['mean_confidence']:.3f} | {q['classes_covered']} | "
+                    f"{q['fd'] / q['real_vs_real_fd']:.1f} | {grader} |")
         print(rows[-1], flush=True)
     return "\n".join(rows)
 
@@ -82,5 +158,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["fashion_mnist", "cifar10"])
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for main.py")
+    parser.add_argument("--rescore", action="store_true", help="score the stored grids instead of drawing samples")
     args = parser.parse_args()
-    print(calibration_table(args.dataset, args.overrides))
+    print(calibration_table(args.dataset, args.overrides, args.rescore))
