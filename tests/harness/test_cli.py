@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from src.harness.cli import main
+from src.harness.cli import error_message, main
 from src.harness.train import load_checkpoint
 from tests.harness.helpers import ROOT, STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
 
@@ -235,3 +235,15 @@ def test_ctrl_c_outside_training_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("src.harness.cli.load_data", interrupted)
     assert main([*SMOKE, f"output.root={tmp_path}", *QUICK]) == 130
     assert "stopped by Ctrl-C before any checkpoint was written" in _one_line_error(capsys)
+
+
+def test_a_write_that_fails_later_names_the_file():
+    full = OSError(28, "No space left on device", "outputs/smoke/metrics.json")
+    assert error_message(full, None) == ("could not write outputs/smoke/metrics.json (No space left on device): make "
+                                         "sure output.root is a folder you can write to, with free space")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys):
+    assert main([*SMOKE, "--device", "cuda", f"output.root={tmp_path}"]) == 1
+    assert "PyTorch sees no CUDA GPU" in _one_line_error(capsys) and list(tmp_path.iterdir()) == []
