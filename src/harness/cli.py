@@ -3,24 +3,39 @@
 import argparse
 import copy
 import json
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from src.harness.config import ConfigError, load_config
-from src.harness.data import DATASETS, DataNotFoundError, load_data, to_model_range
+from src.harness.config import Config, ConfigError, load_config
+from src.harness.data import DATASETS, DataError, load_data, to_model_range
 from src.harness.figures import RunMonitor, forward_strip, save_animation, save_grid, schedule_figure
 from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
                                 student_location)
 from src.harness.quality import classifier_path, describe_quality, evaluate, evaluation_samples
 from src.harness.samplers import get_sampler
 from src.harness.schedule import NoiseSchedule, validation_loss
-from src.harness.train import (NonFiniteLossError, ResumeMismatchError, TrainingInterrupted, autocast_factory,
-                               load_checkpoint, pick_device, resolve_precision, train)
+from src.harness.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
+                               autocast_factory, load_checkpoint, load_weights, pick_device, resolve_precision, train)
+
+# Failures a student can cause and fix; each carries a one-sentence message that says what to do.
+EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError, CheckpointError,
+                   ResumeMismatchError)
+# What a run writes into its folder; a fresh run removes them first, so nothing stale of an older run is left.
+RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.json", "history.json", "samples.png", "animation.gif",
+             "curves.png", "schedule.png", "forward_process.png", "previews", "tensorboard"]
+# Keys --evaluate takes from the command line: where the data lives and how to sample, not what was trained.
+EVALUATION_KEYS = ["data.root", "data.download", "data.verify_md5", "training.precision", "training.val_batch_size",
+                   "sampling", "output"]
+
+
+class RunFolderError(Exception):
+    """The run folder cannot be written, or holds a run that this command would replace."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,40 +46,78 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--solution", action="store_true", help="train the reference model, not src/model.py")
     parser.add_argument("--custom-sampler", action="store_true",
                         help="draw the final samples with your src/sampler.py instead of the reference sampler")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.pt")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("--evaluate", action="store_true",
-                        help="score the run's existing checkpoint (validation loss, samples, quality); no training")
-    parser.add_argument("--benchmark", action="store_true",
-                        help="measure training and sampling speed beside a textbook loop, then exit")
-    parser.add_argument("--traceback", action="store_true", help="show full tracebacks for errors in your code")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.pt")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in the output folder (without it, an existing run is kept)")
+    mode.add_argument("--evaluate", action="store_true",
+                      help="score the run's existing checkpoint (validation loss, samples, quality) under the config "
+                           "it was trained with; no training")
+    mode.add_argument("--benchmark", action="store_true",
+                      help="measure training and sampling speed beside a textbook loop, then exit")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback behind an error message")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.overrides += [f"seed={args.seed}"] if args.seed is not None else []
+    out = None
     try:
-        overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        cfg = load_config(args.config, overrides)
+        cfg = load_config(args.config, args.overrides)
+        out = output_dir(cfg, args.solution)
         return run(cfg, args)
-    except (ConfigError, DataNotFoundError, StudentCodeError, NonFiniteLossError, ResumeMismatchError,
-            FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except NotImplementedError as err:
-        print(stub_message(err), file=sys.stderr)
-        return 1
     except TrainingInterrupted as err:
-        print(f"Stopped at step {err.step}; the checkpoint is saved. Continue with the same command plus --resume.")
+        print(interrupted_message(err.step))
         return 130
-    except Exception as err:
-        if args.traceback or student_location(err) is None:
+    except (Exception, KeyboardInterrupt, SystemExit) as err:
+        message = error_message(err, out)
+        if message is None:
             raise
-        traceback_hint = "run again with --traceback for the full traceback"
-        print(f"error: your code raised {describe_exception(err)} ({traceback_hint})", file=sys.stderr)
-        return 1
+        if args.traceback:
+            traceback.print_exception(err)
+        print(f"error: {message}", file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 1
+
+
+def interrupted_message(step: int | None) -> str:
+    if step is None:
+        return "Stopped before the first checkpoint, so there is nothing to resume; run the same command to start anew."
+    return f"Stopped; the checkpoint holds step {step}. Continue with the same command plus --resume."
+
+
+def error_message(err: BaseException, out: Path | None) -> str | None:
+    """The one line that explains an expected failure, or None for a bug of the harness (shown as a traceback)."""
+    if isinstance(err, NotImplementedError):
+        return stub_message(err)
+    if isinstance(err, EXPECTED_ERRORS + (RunFolderError,)):
+        return str(err)
+    if isinstance(err, KeyboardInterrupt):
+        return ctrl_c_message(out)
+    if isinstance(err, SystemExit):
+        where = student_location(err)
+        at = f" at {where[0]}:{where[1]}" if where else ""
+        return (f"your code called sys.exit({err.code!r}){at}, which ended the run before it finished; "
+                "return a value instead of exiting")
+    if student_location(err) is not None:
+        return f"your code raised {describe_exception(err)} (run again with --traceback for the full traceback)"
+    if isinstance(err, OSError) and err.filename is not None:  # a write into the run folder failed
+        return (f"could not write {err.filename} ({err.strerror}): make sure output.root is a folder you can write "
+                "to, with free space")
+    if isinstance(err, FileNotFoundError):  # raised by the harness with its own message
+        return str(err)
+    return None
+
+
+def ctrl_c_message(out: Path | None) -> str:
+    checkpoint = out / "checkpoint.pt" if out is not None else None
+    if checkpoint is None or not checkpoint.exists():
+        return "stopped by Ctrl-C before any checkpoint was written; run the same command to start again"
+    return (f"stopped by Ctrl-C; {checkpoint} is intact: add --resume to finish its training, "
+            "or --evaluate to score it if training had finished")
 
 
 def output_dir(cfg, solution: bool) -> Path:
@@ -77,18 +130,23 @@ def run_metadata(solution: bool) -> dict:
 
 
 def run(cfg, args) -> int:
-    device = pick_device(args.device)
-    precision = resolve_precision(cfg.training.precision, device)
-    autocast = autocast_factory(device, precision)
     out = output_dir(cfg, args.solution)
     checkpoint_path = out / "checkpoint.pt"
-    if args.resume and not checkpoint_path.exists():
-        raise FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint_path}; run without --resume first")
+    state = check_run_folder(checkpoint_path, args)
+    if args.evaluate:
+        cfg = evaluation_config(cfg, args.overrides, state, checkpoint_path)
+    device = chosen_device(args.device)
+    precision = resolve_precision(cfg.training.precision, device)
+    autocast = autocast_factory(device, precision)
 
     # Student code first: a stub or a syntax error should be reported before anything slow happens.
     channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, channels, image_size, args.solution).to(device)
+    if args.evaluate:
+        load_weights(model, state["model"], checkpoint_path)
+        ema_model = copy.deepcopy(model)
+        load_weights(ema_model, state["ema"]["model"], checkpoint_path)
     sampler = get_sampler(cfg.sampling, custom=args.custom_sampler)
     if args.custom_sampler:
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, channels, 4, 4))
@@ -104,8 +162,7 @@ def run(cfg, args) -> int:
     shape = (cfg.sampling.num_samples, channels, image_size, image_size)
     val_images = to_model_range(data.val)
 
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    prepare_run_folder(out, cfg, args)
     num_parameters = sum(p.numel() for p in model.parameters())
     who = "the reference model" if args.solution else "your model (src/model.py)"
     action = "Evaluating" if args.evaluate else "Training"
@@ -115,13 +172,7 @@ def run(cfg, args) -> int:
 
     metrics_path = out / "metrics.json"
     if args.evaluate:
-        if not checkpoint_path.exists():
-            raise FileNotFoundError(f"--evaluate: there is no checkpoint at {checkpoint_path}; train first")
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        model.load_state_dict(state["model"])
-        ema_model = copy.deepcopy(model)
-        ema_model.load_state_dict(state["ema"]["model"])
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {"steps": state["step"]}
+        metrics = previous_metrics(metrics_path, state)
     else:
         schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
         # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
@@ -130,7 +181,7 @@ def run(cfg, args) -> int:
             out, schedule, val_images, autocast,
             preview=lambda m: evaluation_samples(m, schedule, shape, autocast, cfg.sampling.seed),
             eval_every=cfg.training.eval_every, preview_every=cfg.training.preview_every,
-            start_step=load_checkpoint(checkpoint_path)["step"] if args.resume else 0,
+            start_step=state["step"] if args.resume else 0,
             tensorboard=cfg.output.tensorboard)
         tic = time.perf_counter()
         result = train(cfg, model, schedule, data.train, device, checkpoint_path, resume=args.resume,
@@ -170,3 +221,64 @@ def run(cfg, args) -> int:
         print(describe_quality(quality, cfg.data.name))
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
+
+
+def check_run_folder(checkpoint_path: Path, args) -> dict | None:
+    """Stop early where the command does not fit the run folder; returns the checkpoint to continue or to score."""
+    flag = "--resume" if args.resume else "--evaluate" if args.evaluate else None
+    exists = checkpoint_path.exists()
+    if flag and not exists:
+        raise RunFolderError(f"{flag}: there is no checkpoint at {checkpoint_path}; train first, without {flag}")
+    if exists and not (flag or args.benchmark or args.overwrite):
+        raise RunFolderError(f"{checkpoint_path.parent}/ already holds a run: add --resume to continue it, --evaluate "
+                             "to score it, --overwrite to replace it, or set output.name=NEW to keep both")
+    return load_checkpoint(checkpoint_path) if flag else None
+
+
+def evaluation_config(cfg: DictConfig, overrides: list[str], state: dict, checkpoint_path: Path) -> DictConfig:
+    """The config the run was trained with, plus EVALUATION_KEYS from `cfg`; overriding any other key is an error."""
+    if "config" not in state:
+        raise CheckpointError(f"{checkpoint_path} records no config, so main.py did not write it: "
+                              "train the run again with --overwrite")
+    run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    for key in (override.partition("=")[0] for override in overrides):
+        recorded, value = OmegaConf.select(run_cfg, key), OmegaConf.select(cfg, key)
+        if recorded != value and not any(key == k or key.startswith(k + ".") for k in EVALUATION_KEYS):
+            raise ConfigError(f"--evaluate scores the run in {checkpoint_path.parent}/ under the config it was trained "
+                              f"with, where {key}={recorded}, not {value}: drop that override (or train a new run "
+                              "with it, output.name=NEW keeps both)")
+    for key in EVALUATION_KEYS:
+        OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), merge=False)
+    return run_cfg
+
+
+def chosen_device(name: str) -> torch.device:
+    try:
+        return pick_device(name)
+    except RuntimeError as err:  # a device this machine does not have
+        raise ConfigError(str(err)) from None
+
+
+def prepare_run_folder(out: Path, cfg: DictConfig, args) -> None:
+    """Create `out`; a new run first removes what an older one left there, so nothing stale stays beside it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not (args.resume or args.evaluate):
+            for path in (out / name for name in RUN_FILES):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        if not args.evaluate:
+            OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    except OSError as err:
+        raise RunFolderError(f"cannot write to {err.filename or out} ({err.strerror or err}): "
+                             "set output.root to a folder you can write to") from None
+
+
+def previous_metrics(path: Path, state: dict) -> dict:
+    """metrics.json of the run being evaluated, for what only training knows (speed, training loss)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"steps": state["step"]}

@@ -9,6 +9,7 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
@@ -102,7 +103,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
     cfg = OmegaConf.structured(Config)
     try:
         if path is not None:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, _read_yaml(Path(path)))
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, cfg)) from None
@@ -110,6 +111,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
         cfg.output.name = Path(path).stem if path is not None else "run"
     validate(cfg)
     return cfg
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        known = ", ".join(sorted(p.as_posix() for p in Path("configs").glob("*.yaml")))
+        raise ConfigError(f"config file {path} not found; use one of: {known or 'the YAML files in configs/'}")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{where} is not valid YAML ({problem}); fix it there: "
+                          "each line is `key: value`, nested keys indented under their section") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path} holds a {type(loaded).__name__.removesuffix('Config').lower()} at the top level; "
+                          "a config is sections of `key: value` lines, like configs/smoke.yaml")
+    return loaded
 
 
 def _describe(err: OmegaConfBaseException, cfg: DictConfig) -> str:
@@ -141,6 +160,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first out-of-range value."""
     # Imported here: the registries import torch-heavy modules, and the config must load without them.
     from src.harness.data import DATASETS
+    from src.harness.quality import EVAL_SAMPLES, classifier_path
     from src.harness.samplers import SAMPLERS
 
     _choice(cfg, "data.name", DATASETS)
@@ -164,6 +184,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ["training.ema_decay", "training.min_lr_ratio"]:
         value = OmegaConf.select(cfg, key)
         _check(0 <= value <= 1, key, value, "a number in [0, 1]")
+    if classifier_path(cfg.data.name).exists():
+        _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
+               f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "
+               f"{EVAL_SAMPLES} samples with two sets of {EVAL_SAMPLES} real images")
     d = cfg.diffusion
     _check(0 < d.beta_start < d.beta_end < 1, "diffusion.beta_start", d.beta_start,
            f"0 < beta_start < beta_end (= {d.beta_end}) < 1")

@@ -5,6 +5,7 @@ uint8 until a batch is taken (fast on a CPU, no worker processes); the model see
 """
 
 import gzip
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,11 @@ import numpy as np
 import torch
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataError(Exception):
+    """The dataset cannot be used; the message says in one sentence what to do."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
     """The dataset's files are not under the data root and could not be downloaded."""
 
 
@@ -56,10 +61,15 @@ FASHION_MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 
 def _read_idx(path: Path) -> np.ndarray:
     """An IDX file (the MNIST format), plain or gzipped: big-endian int32 header, then uint8 data."""
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError) as err:  # a truncated or non-gzip .gz
+        raise DataError(_damaged_message(path, str(err) or type(err).__name__)) from None
+    ndim = raw[3] if len(raw) > 4 and raw[:3] == b"\0\0\x08" else 0  # magic: two zero bytes, 0x08 for uint8
+    shape = np.frombuffer(raw, dtype=">i4", count=ndim, offset=4) if len(raw) >= 4 + 4 * ndim else ()
+    if ndim == 0 or len(shape) != ndim or len(raw) != 4 + 4 * ndim + int(np.prod(shape)):
+        raise DataError(_damaged_message(path, "not a complete IDX file"))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -79,7 +89,7 @@ def load_fashion_mnist(cfg) -> tuple:
     raw = Path(cfg.root) / "FashionMNIST" / "raw"
     files = _find_fashion_mnist(raw)
     if files is None and cfg.download:
-        _try_download(lambda: __import__("torchvision").datasets.FashionMNIST(cfg.root, download=True))
+        _try_download(raw, lambda: __import__("torchvision").datasets.FashionMNIST(cfg.root, download=True))
         files = _find_fashion_mnist(raw)
     if files is None:
         raise DataNotFoundError(_missing_message("Fashion-MNIST", raw, [f + ".gz" for f in FASHION_MNIST_FILES]))
@@ -94,31 +104,54 @@ CIFAR10_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
 
 
 def load_cifar10(cfg) -> tuple:
-    """torchvision's CIFAR10 from `<root>/cifar-10-batches-py/`; `verify_md5=false` accepts rebuilt mirrors."""
+    """`<root>/cifar-10-batches-py/` (the "python version"), downloaded by torchvision if missing and allowed.
+
+    Every file is read before the md5 check, so a damaged file is named as such; `verify_md5=false` accepts
+    complete mirrors that were rebuilt and so fail the check.
+    """
     from torchvision.datasets import CIFAR10
 
     folder = Path(cfg.root) / CIFAR10.base_folder
-    all_present = all((folder / name).is_file() for name in CIFAR10_FILES)
+    if not _cifar_present(folder) and cfg.download:
+        _try_download(folder, lambda: CIFAR10(cfg.root, download=True))
+    if not _cifar_present(folder):
+        raise DataNotFoundError(_missing_message("CIFAR-10", folder, CIFAR10_FILES))
+    batches = {name: _read_cifar_file(folder / name) for name in CIFAR10_FILES}
+    if cfg.verify_md5 and not _cifar_md5_ok(folder):
+        raise DataError(f"the CIFAR-10 files in {folder} fail torchvision's md5 check; if they are a complete "
+                        "copy that was rebuilt (like the course's shared data folder), set data.verify_md5=false")
+    train = [batches[name] for name in CIFAR10_FILES if name.startswith("data_batch")]
+    test = batches["test_batch"]
+    return (torch.from_numpy(np.concatenate([b["data"] for b in train])),
+            torch.from_numpy(np.concatenate([b["labels"] for b in train])),
+            torch.from_numpy(test["data"]), torch.from_numpy(test["labels"]), batches["batches.meta"]["label_names"])
 
-    class Cifar10(CIFAR10):
-        def _check_integrity(self) -> bool:
-            return all_present if not cfg.verify_md5 else super()._check_integrity()
 
-    def load(train: bool):
-        return Cifar10(cfg.root, train=train, download=cfg.download and not all_present)
+def _cifar_present(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in CIFAR10_FILES)
 
+
+def _read_cifar_file(path: Path) -> dict:
+    """One pickled CIFAR-10 file: a batch ({"data": (N, 3, 32, 32) uint8, "labels": (N,) int64}) or batches.meta."""
     try:
-        train, test = load(True), load(False)
-    except RuntimeError as err:
-        if all_present and cfg.verify_md5:
-            raise DataNotFoundError(
-                f"the CIFAR-10 files in {folder} fail torchvision's md5 check; if they are a complete "
-                "copy that was rebuilt (like the course's shared data folder), set data.verify_md5=false"
-            ) from None
-        raise DataNotFoundError(_missing_message("CIFAR-10", folder, CIFAR10_FILES)) from err
-    images = [torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous() for d in (train, test)]
-    labels = [torch.tensor(d.targets, dtype=torch.long) for d in (train, test)]
-    return images[0], labels[0], images[1], labels[1], list(train.classes)
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        if path.name == "batches.meta":
+            return {"label_names": list(entry["label_names"])}
+        data, labels = np.asarray(entry["data"], dtype=np.uint8), np.asarray(entry["labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise DataError(_damaged_message(path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DataError(_damaged_message(path, f"images of shape {data.shape}, {len(labels)} labels"))
+    return {"data": data.reshape(-1, 3, 32, 32), "labels": labels}
+
+
+def _cifar_md5_ok(folder: Path) -> bool:
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
+
+    expected = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    return all(check_integrity(str(folder / name), md5) for name, md5 in expected)
 
 
 # --------------------------------------------------------------------------------------------------- synthetic
@@ -180,11 +213,26 @@ def load_data(cfg) -> ImageData:
     return ImageData(train_x, train_y, test_x[keep], test_y[keep], classes)
 
 
-def _try_download(download) -> None:
+def _try_download(folder: Path, download) -> None:
+    """Run `download`; if it fails, say why and remove the empty folders it made on the way to `folder`."""
+    created = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
     try:
         download()
     except (RuntimeError, OSError) as err:  # offline: URLError is an OSError; torchvision wraps it in RuntimeError
         print(f"download failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+        if created is not None:
+            _remove_empty_folders(created)
+
+
+def _remove_empty_folders(top: Path) -> None:
+    for path in sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(path.iterdir()):
+            path.rmdir()
+
+
+def _damaged_message(path: Path, reason: str) -> str:
+    return (f"{path.resolve()} is damaged ({reason}): delete it and place a complete copy there "
+            "(online, data.download=true fetches a fresh one)")
 
 
 def _missing_message(name: str, folder: Path, files: list[str]) -> str:

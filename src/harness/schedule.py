@@ -42,9 +42,14 @@ class NoiseSchedule:
 
     def loss(self, model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """L_simple = || eps - eps_theta(x_t, t) ||^2, averaged over pixels and batch (eq. 14, Algorithm 1)."""
-        prediction = model(self.q_sample(x0, t, noise), t)
-        check_prediction(prediction, x0)
-        return F.mse_loss(prediction.float(), noise)
+        return F.mse_loss(predict_noise(model, self.q_sample(x0, t, noise), t).float(), noise)
+
+
+def predict_noise(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """model(x, t), checked to be a tensor shaped like x, so a wrong return value is named, not a crash later."""
+    prediction = model(x, t)
+    check_prediction(prediction, x)
+    return prediction
 
 
 def _cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
@@ -76,10 +81,11 @@ def validation_loss(model, schedule: NoiseSchedule, images: torch.Tensor, batch_
         t = timesteps[start:start + batch_size].to(device)
         eps = noise[start:start + batch_size].to(device)
         with autocast():
-            prediction = model(schedule.q_sample(x0, t, eps), t)
+            prediction = predict_noise(model, schedule.q_sample(x0, t, eps), t)
         per_image.append((prediction.float() - eps).pow(2).mean(dim=(1, 2, 3)).cpu())
     model.train(was_training)
     per_image = torch.cat(per_image).double()
+    num_bands = min(num_bands, T)  # a band holds at least one timestep
     band_of = timesteps * num_bands // T
     bands = {}
     for b in range(num_bands):

@@ -4,9 +4,10 @@ import copy
 import math
 from dataclasses import dataclass
 import os
+import pickle
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -18,15 +19,19 @@ from src.harness.schedule import NoiseSchedule
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C during training; the checkpoint was saved at `step`."""
+    """Ctrl-C during training; the checkpoint on disk holds `step` (None: none was written)."""
 
-    def __init__(self, step: int):
+    def __init__(self, step: int | None):
         super().__init__(step)
         self.step = step
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be written, read, or loaded into the model; the message says what to do."""
 
 
 class ResumeMismatchError(ValueError):
@@ -133,12 +138,32 @@ def save_checkpoint(path: Path, state: dict) -> None:
     try:
         torch.save(state, temporary)
         os.replace(temporary, path)
+    except (RuntimeError, OSError) as err:  # torch's zip writer reports a full disk as a RuntimeError
+        raise CheckpointError(f"could not write {path} ({_first_line(err)}): free some disk space or set output.root "
+                              "to a folder you can write to; any previous checkpoint there is intact") from err
     finally:
         temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint, it is truncated or damaged ({_first_line(err)}): "
+                              "train the run again with --overwrite") from None
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: Path) -> None:
+    """model.load_state_dict(weights), where a mismatch means the checkpoint is of another model."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise CheckpointError(f"{path} holds the weights of a different model ({_first_line(err)}): restore the "
+                              "model that trained it, or train this one with --overwrite") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: torch.Tensor, device: torch.device,
@@ -163,7 +188,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
     if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
         _check_resume(state, budget, metadata)
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], checkpoint_path)
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -172,8 +197,10 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         step = start_step = state["step"]
         images_seen = state["images_seen"]
+    saved_step = start_step if resume else None
 
     def checkpoint() -> None:
+        nonlocal saved_step
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -182,6 +209,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
             "scheduler": scheduler.state_dict(), "step": step, "total_steps": steps, "rng": rng,
             "config": cfg_container(cfg), "budget": budget, "images_seen": images_seen, **metadata,
         })
+        saved_step = step
 
     noise_generator = torch.Generator(device)
     stop = _StopOnCtrlC()
@@ -190,7 +218,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
                disable=os.environ.get("KATA_PROGRESS", "1") == "0")
     running, since, tic = torch.zeros((), device=device), 0, time.perf_counter()
     start_time, last_loss = tic, None
-    with stop:
+    with stop, _stopped_at_once(lambda: saved_step, bar):
         while step < steps:
             x0 = batches(step)
             noise_generator.manual_seed(cfg.seed * 1_000_003 + step)
@@ -263,11 +291,28 @@ def _nan_message(step: int, lr: float) -> str:
             "in src/model.py, or missing normalisation layers. No checkpoint was written for the broken weights.")
 
 
+@contextmanager
+def _stopped_at_once(saved_step, bar):
+    """A second Ctrl-C ends training at once, as TrainingInterrupted naming the step of the checkpoint on disk."""
+    try:
+        yield
+    except KeyboardInterrupt:  # an interrupted checkpoint write has left the previous checkpoint intact
+        bar.close()
+        raise TrainingInterrupted(saved_step()) from None
+
+
 class _StopOnCtrlC:
-    """The first Ctrl-C asks the loop to stop at the end of the current step; a second one stops at once."""
+    """The first Ctrl-C asks the loop to stop at the end of the current step; a second one stops at once.
+
+    A repeat within REPEAT_SECONDS is the same Ctrl-C delivered twice: `timeout` signals both the process and
+    its process group, and a terminal signals every process of the foreground group (uv and python).
+    """
+
+    REPEAT_SECONDS = 1.0
 
     def __init__(self):
         self.requested = False
+        self._requested_at = 0.0
         self._previous = None
 
     def __enter__(self):
@@ -282,8 +327,10 @@ class _StopOnCtrlC:
 
     def _handle(self, signum, frame):
         if self.requested:
+            if time.monotonic() - self._requested_at < self.REPEAT_SECONDS:
+                return
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self._requested_at = True, time.monotonic()
         print("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)", flush=True)
 
 

@@ -2,11 +2,19 @@
 
 import importlib.util
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from src.harness.cli import error_message, main
+from src.harness.train import load_checkpoint
 from tests.harness.helpers import ROOT, STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
 
 
@@ -93,3 +101,149 @@ def test_wrong_output_shape_is_one_line(tmp_path):
 def test_resume_without_a_checkpoint_says_so(tmp_path):
     result = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}", "--resume")
     assert result.returncode == 1 and "no checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+SMOKE = ["--config", str(ROOT / "configs" / "smoke.yaml"), "--solution"]
+QUICK = ["training.max_steps=2", "training.eval_every=0", "training.preview_every=0", "sampling.steps=2",
+         "sampling.animation_frames=2"]
+
+
+@pytest.fixture(autouse=True)
+def _no_progress_bar(monkeypatch):
+    monkeypatch.setenv("KATA_PROGRESS", "0")
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def _contents(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_is_replaced_only_with_overwrite_and_evaluate_keeps_its_config(tmp_path, capsys):
+    out = tmp_path / "smoke-solution"
+    assert main([*SMOKE, f"output.root={tmp_path}", *QUICK, "training.preview_every=2"]) == 0
+    assert {"animation.gif", "previews/step_000002.png"} <= set(_contents(out))
+    before = _contents(out)
+
+    assert main([*SMOKE, f"output.root={tmp_path}", *QUICK, "training.epochs=1"]) == 1
+    err = _one_line_error(capsys)
+    assert f"{out}/ already holds a run" in err and all(f in err for f in ("--resume", "--evaluate", "--overwrite"))
+    for override in ("diffusion.schedule=cosine", "data.num_val=100"):
+        assert main([*SMOKE, "--evaluate", f"output.root={tmp_path}", override]) == 1
+        err = _one_line_error(capsys)
+        assert "--evaluate scores the run" in err and f"{override.split('=')[0]}=" in err
+    assert _contents(out) == before, "nothing was written"
+
+    assert main([*SMOKE, "--evaluate", f"output.root={tmp_path}", "sampling.steps=3"]) == 0
+    after = _contents(out)
+    assert after["config.yaml"] == before["config.yaml"] and after["checkpoint.pt"] == before["checkpoint.pt"]
+    assert json.loads(after["metrics.json"])["val_loss"] == json.loads(before["metrics.json"])["val_loss"]
+
+    # Overrides may follow the flags.
+    assert main(["--config", SMOKE[1], *QUICK, "--solution", f"output.root={tmp_path}", "--overwrite",
+                 "output.animation=false"]) == 0
+    replaced = _contents(out)
+    assert "animation.gif" not in replaced and not any(p.startswith("previews/") for p in replaced), "no stale files"
+    assert "animation: false" in replaced["config.yaml"].decode()
+def test_traceback_flag_shows_the_full_story_before_the_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: [\n")
+    assert main(["--config", str(path), "--traceback"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" in err and err.splitlines()[-1].startswith("error: ")
+
+
+def test_an_output_root_that_is_a_file_is_one_line(tmp_path, capsys):
+    root = tmp_path / "outputs"
+    root.write_text("not a folder")
+    assert main([*SMOKE, f"output.root={root}", *QUICK]) == 1
+    assert "output.root to a folder you can write to" in _one_line_error(capsys)
+    assert root.read_text() == "not a folder"
+
+
+def test_a_read_only_output_root_is_one_line(tmp_path, capsys, monkeypatch):
+    def read_only(self, *args, **kwargs):  # chmod cannot stop root, who runs some CI machines
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert main([*SMOKE, f"output.root={tmp_path / 'outputs'}", *QUICK]) == 1
+    assert f"cannot write to {tmp_path / 'outputs'}" in _one_line_error(capsys)
+
+
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    def full(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    assert main([*SMOKE, f"output.root={tmp_path}", *QUICK]) == 1
+    assert "checkpoint.pt" in _one_line_error(capsys) and not (tmp_path / "smoke-solution" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--evaluate"])
+def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, flag):
+    out = tmp_path / "smoke-solution"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip file")
+    assert main([*SMOKE, flag, f"output.root={tmp_path}", *QUICK]) == 1
+    assert "checkpoint.pt is not a readable checkpoint" in _one_line_error(capsys)
+    assert _contents(out) == {"checkpoint.pt": b"PK\x03\x04 half a zip file"}
+
+
+def test_a_model_that_returns_a_tuple_is_one_line(tmp_path):
+    kata = kata_copy(tmp_path, model=_model_with_conv("torch.nn.Conv2d(in_channels, in_channels, 3, padding=1)")
+                     .replace("return self.conv(x)", "return self.conv(x), t"))
+    result = run_main(kata, "--config", "configs/smoke.yaml")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("error: the model returned a tuple, not a tensor; DiffusionModel.forward must "
+                                     "return only the predicted noise, a tensor shaped like x")
+
+
+def test_sys_exit_in_student_code_is_an_error(tmp_path):
+    sampler = "import sys\ndef sample(model, schedule, shape, generator=None):\n    sys.exit(0)\n"
+    kata = kata_copy(tmp_path, sampler=sampler)
+    result = run_main(kata, "--config", "configs/smoke.yaml", "--solution", "--custom-sampler")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: your code called sys.exit(0) at src/sampler.py:3")
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout")
+def test_ctrl_c_from_timeout_saves_a_checkpoint_that_loads(tmp_path):
+    """timeout sends SIGINT to main.py and to its process group: twice, at once, as it does when time runs out."""
+    out = tmp_path / "smoke-solution"
+    command = ["timeout", "--preserve-status", "-s", "INT", "600", sys.executable, "main.py", *SMOKE[:3],
+               f"output.root={tmp_path}", "training.checkpoint_every=2", "training.preview_every=0"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / "checkpoint.pt").exists() and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGALRM)  # timeout's own timer: "time is up"
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    step = load_checkpoint(out / "checkpoint.pt")["step"]
+    assert stdout.strip().splitlines()[-1] == (f"Stopped; the checkpoint holds step {step}. "
+                                               "Continue with the same command plus --resume.")
+    assert 2 <= step < 128 and not (out / "checkpoint.pt.tmp").exists()
+
+
+def test_ctrl_c_outside_training_is_one_line(tmp_path, capsys, monkeypatch):
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("src.harness.cli.load_data", interrupted)
+    assert main([*SMOKE, f"output.root={tmp_path}", *QUICK]) == 130
+    assert "stopped by Ctrl-C before any checkpoint was written" in _one_line_error(capsys)
+
+
+def test_a_write_that_fails_later_names_the_file():
+    full = OSError(28, "No space left on device", "outputs/smoke/metrics.json")
+    assert error_message(full, None) == ("could not write outputs/smoke/metrics.json (No space left on device): make "
+                                         "sure output.root is a folder you can write to, with free space")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys):
+    assert main([*SMOKE, "--device", "cuda", f"output.root={tmp_path}"]) == 1
+    assert "PyTorch sees no CUDA GPU" in _one_line_error(capsys) and list(tmp_path.iterdir()) == []

@@ -52,3 +52,31 @@ def test_data_root_follows_the_environment(monkeypatch):
     assert load_config(ROOT / "configs" / "fashion_mnist.yaml").data.root == "/somewhere/data"
     monkeypatch.delenv("KATA_DATA_ROOT")
     assert load_config(ROOT / "configs" / "fashion_mnist.yaml").data.root == "data"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("data:\n  name: [synthetic\ntraining: {\n", ["bad.yaml, line 3, column 9 is not valid YAML", "key: value"]),
+    ("- data\n- training\n", ["bad.yaml holds a list at the top level", "configs/smoke.yaml"]),
+])
+def test_a_broken_yaml_file_is_one_line(tmp_path, capsys, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["--config", str(path), f"output.root={tmp_path}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    for part in expected:
+        assert part in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"], "nothing is written"
+
+
+def test_a_missing_config_file_lists_the_shipped_ones(tmp_path):
+    with pytest.raises(ConfigError, match="configs/smoke.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("config", ["fashion_mnist", "cifar10"])
+def test_too_few_validation_images_for_the_quality_score_are_refused(config):
+    with pytest.raises(ConfigError, match="data.num_val' = 100 .* at least 512"):
+        load_config(ROOT / "configs" / f"{config}.yaml", ["data.num_val=100"])
+    assert load_config(ROOT / "configs" / f"{config}.yaml", ["data.num_val=512"]).data.num_val == 512
+    assert load_config(ROOT / "configs" / "smoke.yaml", ["data.num_val=2"]).data.num_val == 2, "no score, no limit"

@@ -2,13 +2,15 @@
 
 import gzip
 import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.data import (DATASETS, DataNotFoundError, TrainBatches, load_cifar10, load_data,
-                              load_fashion_mnist, to_model_range, to_uint8)
+from src.harness.data import (CIFAR10_FILES, DATASETS, DataError, DataNotFoundError, TrainBatches, load_cifar10,
+                              load_data, load_fashion_mnist, to_model_range, to_uint8)
 from src.harness.config import DataConfig
 from tests.conftest import SHARED_DATA
 
@@ -87,7 +89,7 @@ def test_real_fashion_mnist():
 
 @needs_shared
 def test_real_cifar10_needs_the_md5_switch_and_has_a_balanced_validation_set():
-    with pytest.raises(DataNotFoundError, match="verify_md5=false"):
+    with pytest.raises(DataError, match="verify_md5=false"):
         load_data(data_cfg(name="cifar10", root=str(SHARED_DATA), download=False))
     data = load_data(data_cfg(name="cifar10", root=str(SHARED_DATA), download=False, verify_md5=False))
     assert data.train.shape == (50000, 3, 32, 32) and data.val.shape == (1000, 3, 32, 32)
@@ -108,3 +110,82 @@ def test_registered_shapes_match_the_real_data(name):
     cfg = data_cfg(name=name, root=str(SHARED_DATA), download=False, verify_md5=False, num_val=10)
     data = load_data(cfg)
     assert DATASETS[name].shape(cfg) == (data.channels, data.image_size)
+
+
+def _fashion_mnist_folder(root):
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split in ("train", "t10k"):
+        _write_idx(raw / f"{split}-images-idx3-ubyte.gz", torch.zeros(2, 28, 28, dtype=torch.uint8))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte.gz", torch.zeros(2, dtype=torch.uint8))
+    return raw
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not gzipped", "short data"])
+def test_a_damaged_fashion_mnist_file_is_named(tmp_path, damage):
+    path = _fashion_mnist_folder(tmp_path) / "train-images-idx3-ubyte.gz"
+    good = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(good[:len(good) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x1f\x8b" + b"no gzip stream here" * 10)
+    elif damage == "not gzipped":
+        path.write_bytes(b"<html>404 Not Found</html>")
+    else:  # a valid gzip of an IDX file that lost its last image
+        with gzip.open(path, "wb") as f:
+            f.write(gzip.decompress(good)[:-28 * 28])
+    damaged = path.read_bytes()
+    with pytest.raises(DataError) as info:
+        load_fashion_mnist(data_cfg(root=str(tmp_path), download=False))
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "damaged" in message and "delete it" in message
+    assert path.read_bytes() == damaged, "the damaged file is left for the student to inspect"
+
+
+def _cifar10_folder(root):
+    """A CIFAR-10 folder in the python-version layout: 2 images per batch (complete, but not the real md5s)."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in CIFAR10_FILES:
+        entry = ({"label_names": [f"class {i}" for i in range(10)]} if name == "batches.meta" else
+                 {"data": np.full((2, 3072), 7, dtype=np.uint8), "labels": [1, 2]})
+        (folder / name).write_bytes(pickle.dumps(entry))
+    return folder
+
+
+@pytest.mark.parametrize("verify_md5", [True, False])
+def test_a_truncated_cifar10_batch_is_named_not_blamed_on_md5(tmp_path, verify_md5):
+    path = _cifar10_folder(tmp_path) / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataError) as info:
+        load_cifar10(data_cfg(root=str(tmp_path), download=False, verify_md5=verify_md5))
+    message = str(info.value)
+    assert "\n" not in message and f"{path} is damaged" in message and "verify_md5" not in message
+
+
+def test_a_complete_rebuilt_cifar10_gets_the_md5_advice(tmp_path):
+    _cifar10_folder(tmp_path)
+    with pytest.raises(DataError, match="fail torchvision's md5 check.*data.verify_md5=false"):
+        load_cifar10(data_cfg(root=str(tmp_path), download=False))
+    train_x, train_y, test_x, test_y, classes = load_cifar10(data_cfg(root=str(tmp_path), verify_md5=False))
+    assert train_x.shape == (10, 3, 32, 32) and test_x.shape == (2, 3, 32, 32) and train_y.tolist() == [1, 2] * 5
+    assert classes[9] == "class 9"
+
+
+@pytest.mark.parametrize("loader, dataset", [(load_fashion_mnist, "FashionMNIST"), (load_cifar10, "CIFAR10")])
+def test_offline_download_says_what_to_place_and_leaves_no_folders(tmp_path, monkeypatch, loader, dataset):
+    import torchvision
+    from urllib.error import URLError
+
+    def offline(self):  # like torchvision: the folders first, then the network
+        Path(self.root, "cifar-10-batches-py" if dataset == "CIFAR10" else "FashionMNIST/raw").mkdir(parents=True)
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(getattr(torchvision.datasets, dataset), "download", offline)
+    root = tmp_path / "missing" / "data"
+    with pytest.raises(DataNotFoundError) as info:
+        loader(data_cfg(root=str(root), download=True))
+    assert "not found: place" in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == [], "the failed download leaves no empty folders behind"

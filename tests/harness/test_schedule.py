@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from src.harness.loading import StudentCodeError
 from src.harness.schedule import NoiseSchedule, validation_loss
 
 
@@ -46,3 +47,29 @@ def test_validation_loss_is_deterministic_and_covers_every_band():
     assert first == validation_loss(ZeroNoise(), s, images, batch_size=200), "batching must not change the result"
     assert first["loss"] == pytest.approx(1.0, abs=0.05), "predicting zeros leaves E[eps^2] = 1"
     assert list(first["bands"]) == [f"{10 * b}-{10 * b + 9}" for b in range(10)]
+
+
+class Returns(torch.nn.Module):
+    """A model whose forward returns `output(x)`."""
+
+    def __init__(self, output):
+        super().__init__()
+        self.output = output
+
+    def forward(self, x, t):
+        return self.output(x)
+
+
+@pytest.mark.parametrize("num_timesteps, labels", [(1, ["0-0"]), (5, ["0-0", "1-1", "2-2", "3-3", "4-4"])])
+def test_band_labels_stay_well_formed_for_fewer_timesteps_than_bands(num_timesteps, labels):
+    bands = validation_loss(Returns(torch.zeros_like), NoiseSchedule(num_timesteps), torch.zeros(10, 1, 4, 4))["bands"]
+    assert list(bands) == labels
+
+
+def test_a_model_that_returns_a_tuple_is_named():
+    model = Returns(lambda x: (x, x))
+    schedule, x = NoiseSchedule(10), torch.zeros(2, 1, 4, 4)
+    for score in (lambda: schedule.loss(model, x, torch.zeros(2, dtype=torch.long), x),
+                  lambda: validation_loss(model, schedule, x)):
+        with pytest.raises(StudentCodeError, match="returned a tuple, not a tensor; DiffusionModel.forward"):
+            score()

@@ -9,8 +9,8 @@ from src.harness import train as train_module
 from src.harness.data import load_data
 from src.harness.loading import build_model
 from src.harness.schedule import NoiseSchedule
-from src.harness.train import (EMA, NonFiniteLossError, TrainingInterrupted, load_checkpoint, lr_factor,
-                               save_checkpoint, train)
+from src.harness.train import (EMA, CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint,
+                               load_weights, lr_factor, save_checkpoint, train)
 from tests.harness.helpers import smoke_config
 
 
@@ -66,11 +66,91 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="disk full"):
         save_checkpoint(path, {"step": 2})
     monkeypatch.undo()
     assert load_checkpoint(path) == {"step": 1}, "a failed write must leave the previous checkpoint intact"
     assert list(tmp_path.iterdir()) == [path], "no temporary file may be left behind"
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1})
+
+    def full(obj, f, *args, **kwargs):
+        open(f, "wb").write(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\nmore detail")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(path, {"step": 2})
+    monkeypatch.undo()
+    assert "\n" not in str(info.value) and f"could not write {path}" in str(info.value)
+    assert "free some disk space" in str(info.value) and load_checkpoint(path) == {"step": 1}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_checkpoint_is_one_line(tmp_path, damage):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 1, "weights": torch.zeros(1000)})
+    good = path.read_bytes()
+    path.write_bytes({"truncated": good[:len(good) // 2], "garbage": b"not a checkpoint" * 100, "empty": b""}[damage])
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value) and f"{path} is not a readable checkpoint" in str(info.value)
+    assert "--overwrite" in str(info.value)
+
+
+def test_weights_of_another_model_are_named(tmp_path):
+    with pytest.raises(CheckpointError, match="holds the weights of a different model"):
+        load_weights(torch.nn.Linear(2, 3), torch.nn.Linear(2, 2).state_dict(), tmp_path / "checkpoint.pt")
+
+
+def test_ctrl_c_delivered_twice_at_once_stops_like_one(tmp_path):
+    """`timeout` sends SIGINT to the process and to its group: one Ctrl-C that arrives twice."""
+    cfg, model, schedule, images = _setup(tmp_path)
+
+    def twice_at_once(current, logs, ema_model):
+        if current == 3:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=twice_at_once)
+    assert info.value.step == 3 and load_checkpoint(tmp_path / "c.pt")["step"] == 3
+
+
+def test_a_second_ctrl_c_during_the_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    cfg, model, schedule, images = _setup(tmp_path, "training.checkpoint_every=2")
+    monkeypatch.setattr(train_module._StopOnCtrlC, "REPEAT_SECONDS", 0.0)
+    save = torch.save
+
+    def second_ctrl_c_while_writing(state, f, *args, **kwargs):
+        if state["step"] < 3:
+            return save(state, f, *args, **kwargs)
+        open(f, "wb").write(b"half a checkpoint")
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(torch, "save", second_ctrl_c_while_writing)
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=_ctrl_c_at(3))
+    monkeypatch.undo()
+    assert info.value.step == 2, "the message names the checkpoint on disk, not the one that was cut short"
+    assert load_checkpoint(tmp_path / "c.pt")["step"] == 2 and not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_a_second_ctrl_c_before_any_checkpoint_says_none_was_written(tmp_path, monkeypatch):
+    cfg, model, schedule, images = _setup(tmp_path)
+    monkeypatch.setattr(train_module._StopOnCtrlC, "REPEAT_SECONDS", 0.0)
+
+    def twice(current, logs, ema_model):
+        if current == 2:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=twice)
+    assert info.value.step is None and not (tmp_path / "c.pt").exists()
 
 
 class NaNModel(torch.nn.Module):
