@@ -66,8 +66,8 @@ def check_prediction(prediction, x) -> None:
     import torch
 
     if not isinstance(prediction, torch.Tensor):
-        raise StudentCodeError(f"DiffusionModel.forward returned a {type(prediction).__name__}, not a tensor; "
-                               "return only the predicted noise, shaped like x")
+        raise StudentCodeError(f"the model returned a {type(prediction).__name__}, not a tensor; "
+                               "DiffusionModel.forward must return only the predicted noise, a tensor shaped like x")
     if prediction.shape != x.shape:
         raise StudentCodeError(f"the model returned shape {tuple(prediction.shape)} for input {tuple(x.shape)}; "
                                "DiffusionModel.forward must return noise of the same shape as x")

@@ -190,7 +190,7 @@ class Huge(SmallNet):
 
 
 @pytest.mark.parametrize("model, reason", [
-    (ReturnsATuple, "forward returned a tuple, not a tensor"),
+    (ReturnsATuple, "the model returned a tuple, not a tensor"),
     (ReturnsOnAnotherDevice, "returned a tensor on meta for input on cpu"),
 ])
 def test_output_that_is_not_one_tensor_on_the_input_device_is_one_clear_line(model, reason):
