@@ -29,7 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="a YAML file in configs/")
     parser.add_argument("--solution", action="store_true", help="train the reference model, not src/model.py")
     parser.add_argument("--custom-sampler", action="store_true",
-                        help="draw the final samples with your src/sampler.py instead of the reference sampler")
+                        help="draw the final samples with your src/sampler.py instead of the harness's (sampling.sampler)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint.pt")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
@@ -82,7 +82,7 @@ def run(cfg, args) -> int:
     channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, channels, image_size, args.solution).to(device)
-    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler)
+    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler, solution=args.solution)
     if args.custom_sampler:
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, channels, 4, 4))
     data = load_data(cfg.data)

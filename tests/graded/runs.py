@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS
+from src.harness.loading import build_model
 from src.harness.train import load_checkpoint
-from src.solution.model import DiffusionModel as ReferenceModel
 from tests.conftest import ROOT
 
 # What makes two runs comparable: a longer or differently configured run does not count for a level.
@@ -67,7 +67,7 @@ def trained_model(config: str, model_class, solution: bool):
         pytest.fail(f"{path.relative_to(ROOT)} was not trained from {'src/solution' if solution else 'src/model.py'}",
                     pytrace=False)
     channels, size = DATASETS[run_cfg.data.name].shape(run_cfg.data)
-    model = (ReferenceModel(channels, size, **run_cfg.model) if solution else model_class(channels, size))
+    model = build_model(run_cfg.model, channels, size, True) if solution else model_class(channels, size)
     model.load_state_dict(state["ema"]["model"])
     return model.eval(), run_cfg
 
