@@ -31,7 +31,7 @@ INSTRUCTOR_ONLY = (
     "docs/instructors.md", ".ci/",
 )
 NEVER = (".git/", ".venv/", "outputs/", "data/", ".pytest_cache/")
-INSTRUCTOR_BLOCK = re.compile(r"<!-- instructor -->.*?<!-- /instructor -->\n?", re.S)
+INSTRUCTOR_BLOCK = re.compile(r"<!-- instructor -->\n?.*?<!-- /instructor -->\n?", re.S)
 STUDENT_BLOCK = re.compile(r"<!-- student\n(.*?)-->\n?", re.S)
 
 
