@@ -120,6 +120,7 @@ def graded_entry(item) -> dict:
     return {"nodeid": item.nodeid, "name": item.nodeid.split("::", 1)[-1], "part": _part(item),
             "max_score": float(item.get_closest_marker("points").args[0]), "status": "not run", "output": NOT_RUN,
             "visibility": (item.get_closest_marker("visibility") or pytest.mark.visibility("visible")).args[0],
+            "visibility_set": item.get_closest_marker("visibility") is not None,
             "timeout": float(timeout.args[0]) if timeout and timeout.args else float(DEFAULT_TIMEOUT),
             "properties": {}}
 
