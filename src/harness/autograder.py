@@ -235,7 +235,8 @@ class Suite:
                 elif kind == "outcome" and event.get("nodeid") == current:
                     status = "passed" if event.get("status") == "passed" else "failed"
                     self.tests[current].update(status=status, output=str(event.get("output", ""))[:20000],
-                                               properties=event.get("properties") or {})
+                                               properties=event.get("properties") or {},
+                                               seconds=round(time.monotonic() - started, 1))
                     current = None
                 elif kind == "finish":
                     finished = True  # nothing after the session's end counts (an atexit handler, say)
@@ -332,7 +333,8 @@ def grade(root: Path | None = None) -> dict:
     results["output"] += (f" ({seconds:.0f} s, peak memory {peak:.0f} MiB)\n" + "\n".join(notes)
                           + "".join(f"\n{reason} ({part})" for part, reason in sorted(zeroed.items())))
     results["execution_time"] = round(seconds, 1)
-    results["extra_data"] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1), "unprivileged": bool(drop)}
+    results["extra_data"] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1), "unprivileged": bool(drop),
+                             "test_seconds": {e["nodeid"]: e.get("seconds") for e in entries}}
     loss = next((e["properties"].get("validation_loss") for e in entries
                  if e["part"] == "level2" and e["part"] not in zeroed and e.get("properties")), None)
     if isinstance(loss, (int, float)):
