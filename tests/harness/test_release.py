@@ -244,7 +244,8 @@ def gradescope_root(tmp_path_factory):
     return root
 
 
-def _grade(root: Path, files: dict[str, str], settings: dict | None = None) -> dict:
+def _grade(root: Path, files: dict[str, str], settings: dict | None = None, timeout: str = "5") -> dict:
+    """results.json of run_autograder on `files`; graded tests time out after `timeout` seconds."""
     submission = root / "submission"
     shutil.rmtree(submission, ignore_errors=True)
     for name, source in files.items():
@@ -255,7 +256,7 @@ def _grade(root: Path, files: dict[str, str], settings: dict | None = None) -> d
         path.write_text(json.dumps(json.loads(path.read_text()) | settings))
     done = subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True,
                           timeout=900, env=_env(AUTOGRADER_ROOT=str(root), KATA_PYTHON=sys.executable,
-                                                KATA_GRADED_TIMEOUT="5"))
+                                                KATA_GRADED_TIMEOUT=timeout))
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["tests"], done.stdout + done.stderr
     for test in results["tests"]:
@@ -305,9 +306,54 @@ def test_gradescope_hidden_tests_stay_hidden(gradescope_root):
 @pytest.mark.slow
 def test_gradescope_two_files_and_the_whole_basics(gradescope_root):
     results = _grade(gradescope_root, {"model.py": CORRECT_MODEL, "sampler.py": CORRECT_SAMPLER},
-                     settings={"parts": ["basics", "level4"]})
+                     settings={"parts": ["basics", "level4"]}, timeout="120")
     by_part = {}
     for test in results["tests"]:
         by_part.setdefault(test["tags"][0], []).append(test)
     assert sum(t["score"] for t in by_part["basics"]) == 21 and sum(t["score"] for t in by_part["level4"]) == 15
     assert re.search(r"\(\d+ s, peak memory \d+ MiB\)", results["output"])
+    assert "tests run as" in results["output"]
+
+
+# ------------------------------------------------------------------------------------- the unprivileged child
+
+DROP_PROBE = """
+import os, sys
+from pathlib import Path
+os.environ.update(KATA_DROP_TO="65534:65534", KATA_BLOCKED_IMPORTS="diffusers,src.solution")
+from src.harness.autograder_plugin import pytest_collection_finish
+secret = Path(sys.argv[1])
+assert secret.read_text() == "hidden"  # readable before the drop, as collection reads the hidden tests
+pytest_collection_finish(None)
+try:
+    secret.read_text()
+    print("still readable")
+except PermissionError:
+    print("unreadable")
+try:
+    import diffusers
+    print("diffusers imported")
+except ImportError as err:
+    print(err)
+print(os.getuid(), os.getgid())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
+def test_the_child_drops_privileges_after_collection_and_blocks_imports(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "test_hidden.py").write_text("hidden")
+    done = subprocess.run([sys.executable, "-c", DROP_PROBE, str(private / "test_hidden.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == [
+        "unreadable", "the autograder does not allow importing diffusers in your code", "65534 65534"], done.stderr
+
+
+def test_the_drop_is_skipped_where_the_user_cannot_run_python(tmp_path):
+    settings = autograder.DEFAULT_SETTINGS | {"unprivileged_user": "no-such-user-here"}
+    assert autograder.unprivileged(settings, sys.executable) is None
+    python = Path(sys.executable).resolve()
+    readable = all(os.stat(parent).st_mode & 0o005 == 0o005 for parent in python.parents)  # o+rx on the way
+    expected = None if os.geteuid() != 0 or not readable else (65534, 65534)
+    assert autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) == expected
