@@ -113,7 +113,7 @@ def test_student_build_runs_without_the_reference(student):
 
 
 @pytest.mark.slow
-def test_a_correct_student_earns_every_basics_and_level4_point(student, tmp_path):
+def test_a_correct_student_earns_every_basics_and_level4_point_and_runs_main(student, tmp_path):
     kata = tmp_path / "kata"
     shutil.copytree(student, kata)
     (kata / "src" / "model.py").write_text(CORRECT_MODEL)
@@ -124,6 +124,15 @@ def test_a_correct_student_earns_every_basics_and_level4_point(student, tmp_path
     grade = json.loads((kata / "g.json").read_text())
     assert result.returncode == 0, result.stdout[-3000:]
     assert grade["score"] == grade["max_score"] == 33 and grade["extra_data"]["complete"]
+    run = subprocess.run([sys.executable, "main.py", "--config", "configs/smoke.yaml", "--custom-sampler",
+                          "training.max_steps=20", "training.preview_every=10"], cwd=kata, capture_output=True,
+                         text=True, env=_env(), timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = kata / "outputs" / "smoke"
+    assert {"samples.png", "animation.gif", "curves.png", "schedule.png", "forward_process.png", "metrics.json",
+            "checkpoint.pt"} <= {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step_000010.png", "step_000020.png"]
+    assert json.loads((out / "metrics.json").read_text())["sampler"] == "your src/sampler.py"
 
 
 # --------------------------------------------------------------------------------- the reference is checked
