@@ -101,8 +101,10 @@ def check_reference(root: Path = ROOT, hidden: Path | None = None, markers: str 
         print(f"checking the reference: {' '.join(command[1:])}", flush=True)
         result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         report = json.loads(grade.read_text()) if grade.exists() else {"tests": []}
-        failed = [t["name"] for t in report["tests"] if t["status"] != "passed"]
-        if result.returncode != 0 or failed or not report["tests"]:
+        # A skip is no failure: Level 3 skips where no CIFAR-10 reference run was made (an hour on a CPU).
+        failed = [t["name"] for t in report["tests"] if t["status"] != "passed" and not t["output"].startswith("skipped")]
+        complete = report.get("extra_data", {}).get("complete", False)
+        if result.returncode != 0 or failed or not report["tests"] or not complete:
             tail = "\n".join(result.stdout.splitlines()[-15:])
             raise ReleaseError(f"the reference does not pass the graded suite ({', '.join(failed) or 'see below'}); "
                                f"nothing was built\n{tail}")
