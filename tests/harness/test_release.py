@@ -233,6 +233,11 @@ HANGS_IN_C = '''
 def sample(model, schedule, shape, generator=None):
     return sum(range(10**12))  # one long C call: pytest-timeout's signal cannot interrupt it
 '''
+PRINTS_MEGABYTES = '''
+def sample(model, schedule, shape, generator=None):
+    print("x" * 5_000_000)
+    raise RuntimeError("y" * 1_000_000)
+'''
 IMPORTS_REFERENCE = "from src.solution.sampler import sample  # noqa: F401\n"
 SYNTAX_ERROR = "def sample(model, schedule, shape generator=None):\n    pass\n"
 
@@ -295,6 +300,7 @@ def test_gradescope_correct_sampler_earns_every_level4_point(gradescope_root):
     ("a hang inside one C call", HANGS_IN_C, "timed out after 5 s"),
     ("imports the reference", IMPORTS_REFERENCE, "imports the reference"),
     ("forges the report", FORGER, "not implemented"),
+    ("prints megabytes", PRINTS_MEGABYTES, "characters cut"),
 ])
 def test_gradescope_broken_sampler_scores_zero_with_a_reason(gradescope_root, case, sampler, reason):
     results = _grade(gradescope_root, {"sampler.py": sampler, "model.py": CORRECT_MODEL})
@@ -302,6 +308,7 @@ def test_gradescope_broken_sampler_scores_zero_with_a_reason(gradescope_root, ca
     visible = [t for t in results["tests"] if t["visibility"] == "visible"]
     assert len(visible) == 5 and all(reason in t["output"] for t in visible), visible
     assert "999" not in json.dumps(results)
+    assert len(json.dumps(results)) < 200_000, "outputs are truncated"
 
 
 @pytest.mark.slow
