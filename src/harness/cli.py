@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="a YAML file in configs/")
     parser.add_argument("--solution", action="store_true", help="train the reference model, not src/model.py")
     parser.add_argument("--custom-sampler", action="store_true",
-                        help="draw the final samples with your src/sampler.py instead of the reference sampler")
+                        help="draw the final samples with your src/sampler.py instead of the harness's (sampling.sampler)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     mode = parser.add_mutually_exclusive_group()
@@ -147,7 +147,7 @@ def run(cfg, args) -> int:
         load_weights(model, state["model"], checkpoint_path)
         ema_model = copy.deepcopy(model)
         load_weights(ema_model, state["ema"]["model"], checkpoint_path)
-    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler)
+    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler, solution=args.solution)
     if args.custom_sampler:
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, channels, 4, 4))
     data = load_data(cfg.data)

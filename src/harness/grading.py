@@ -37,6 +37,11 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    if config.getoption("--solution"):
+        from src.harness.loading import NO_REFERENCE, reference_available
+
+        if not reference_available():
+            raise pytest.UsageError(NO_REFERENCE)
     config.addinivalue_line("markers", "points(n): a graded test worth n points")
     config.addinivalue_line("markers", "visibility(v): Gradescope visibility (visible, hidden, after_due_date, "
                                        "after_published); default visible")
@@ -46,6 +51,9 @@ def pytest_configure(config):
     if extra and extra not in config.args:
         config.args.append(extra)
     config.stash[_results_key] = {}
+    events = os.environ.pop(EVENTS_FD, None)
+    if events is not None:  # run by the Gradescope autograder (src/harness/autograder.py)
+        config.pluginmanager.register(_Events(int(events)), "kata-grade-events")
 
 
 def pytest_collection_modifyitems(items):
@@ -116,29 +124,85 @@ def sample(solution):
 
 
 # ---------------------------------------------------------------------------------------------- reporting
+#
+# The report survives everything: every collected graded test is in it from the start (0 points, "not run"),
+# the test about to run is written as failed ("did not finish") before it runs, and the file is rewritten after
+# each test. A hang in a C call that pytest-timeout cannot interrupt, or an os._exit() in student code, kills
+# the run but leaves every finished test's points and no pass that did not happen.
+
+DID_NOT_FINISH = "did not finish: timed out or the process was killed"
+NOT_RUN = "not run"
+MAX_OUTPUT = 8000  # characters of a test's output kept in the report (head and tail)
+EVENTS_FD = "KATA_GRADE_EVENTS_FD"  # set by the autograder: a pipe it reads each test's outcome from
+
 
 def _part(item) -> str:
     return next((part for part in PARTS if item.get_closest_marker(part)), "other")
 
 
+def _truncate(text: str, limit: int = MAX_OUTPUT) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [{len(text) - limit} characters cut] ...\n{text[-half:]}"
+
+
+def graded_entry(item) -> dict:
+    """What the report records of a graded test before it has run."""
+    timeout = item.get_closest_marker("timeout")
+    return {"nodeid": item.nodeid, "name": item.nodeid.split("::", 1)[-1], "part": _part(item),
+            "max_score": float(item.get_closest_marker("points").args[0]), "status": "not run", "output": NOT_RUN,
+            "visibility": (item.get_closest_marker("visibility") or pytest.mark.visibility("visible")).args[0],
+            "visibility_set": item.get_closest_marker("visibility") is not None,
+            "timeout": float(timeout.args[0]) if timeout and timeout.args else float(DEFAULT_TIMEOUT),
+            "properties": {}}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    results = session.config.stash[_results_key]
+    for item in session.items:
+        if item.get_closest_marker("points"):
+            results[item.nodeid] = graded_entry(item)
+    _write_report(session.config)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    entry = item.config.stash[_results_key].get(item.nodeid)
+    if entry is not None:  # written before the test runs: a killed run leaves it failed, never passed
+        entry.update(status="running", output=DID_NOT_FINISH, failures=[], call_passed=False)
+        _write_report(item.config)
+    try:
+        return (yield)
+    finally:
+        if entry is not None:
+            failures = entry.pop("failures")
+            passed = entry.pop("call_passed") and not failures
+            entry["status"] = "passed" if passed else "failed"
+            entry["output"] = "" if passed else _truncate(failures[0])
+            entry["properties"] = _properties(item)
+            _write_report(item.config)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    points = item.get_closest_marker("points")
-    if points is None:
+    entry = item.config.stash[_results_key].get(item.nodeid)
+    if entry is None:
         return report
     if call.excinfo is not None and report.failed:
         report.longrepr = _short_failure(call.excinfo, item.config)
-    results = item.config.stash[_results_key]
-    entry = results.setdefault(item.nodeid, {
-        "name": item.nodeid.split("::", 1)[-1], "part": _part(item), "max_score": float(points.args[0]),
-        "passed": True, "output": "",
-        "visibility": (item.get_closest_marker("visibility") or pytest.mark.visibility("visible")).args[0],
-    })
     if report.failed or report.skipped:
-        entry["passed"] = False
-        entry["output"] = entry["output"] or _text(report)
+        entry["failures"].append(_text(report))
+    elif report.when == "call":
+        entry["call_passed"] = True
     return report
+
+
+def _properties(item) -> dict:
+    """Numbers a graded test recorded with `record_property` (e.g. Level 2's loss, for the leaderboard)."""
+    return {key: value for key, value in item.user_properties if isinstance(value, (int, float, str))}
 
 
 def _short_failure(excinfo, config) -> str:
@@ -167,18 +231,40 @@ def _text(report) -> str:
     return str(report.longrepr)
 
 
-def _grade(results: dict) -> tuple[list[dict], float, float]:
-    tests = [{"name": r["name"], "score": r["max_score"] if r["passed"] else 0.0, "max_score": r["max_score"],
-              "status": "passed" if r["passed"] else "failed", "output": r["output"], "visibility": r["visibility"],
-              "tags": [r["part"]]} for r in results.values()]
-    return tests, sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+def gradescope_results(entries) -> dict:
+    """Gradescope's results.json from report entries (status passed, failed, running or not run)."""
+    tests = [{"name": e["name"], "score": e["max_score"] if e["status"] == "passed" else 0.0,
+              "max_score": e["max_score"], "status": "passed" if e["status"] == "passed" else "failed",
+              "output": _truncate(e["output"]), "visibility": e["visibility"], "tags": [e["part"]]}
+             for e in entries]
+    score, max_score = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+    return {"score": score, "max_score": max_score, "visibility": "visible", "stdout_visibility": "hidden",
+            "output": f"{score:g} / {max_score:g} points", "tests": tests}
+
+
+def _write_report(config) -> None:
+    results = config.stash.get(_results_key, {})
+    if not results:
+        return
+    entries = [dict(e, status="failed" if e["status"] == "running" else e["status"]) for e in results.values()]
+    grade = gradescope_results(entries)
+    grade["extra_data"] = {"complete": config.stash.get(_complete_key, False)}
+    path = config.rootpath / config.getoption("grade_json")  # an absolute path stays as it is
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(json.dumps(grade, indent=2) + "\n")
+    scratch.replace(path)  # never a half-written report
+
+
+_complete_key = pytest.StashKey[bool]()
 
 
 def pytest_terminal_summary(terminalreporter, config):
     results = config.stash[_results_key]
     if not results:
         return
-    tests, score, max_score = _grade(results)
+    tests = gradescope_results(results.values())["tests"]
+    score, max_score = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
     write = terminalreporter.write_line
     terminalreporter.section("grade")
     write(f"{'part':<8}  {'what':<46}  {'tests':>7}  {'points':>11}")
@@ -194,12 +280,56 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 def pytest_sessionfinish(session):
-    results = session.config.stash.get(_results_key, {})
-    if not results:
-        return
-    tests, score, max_score = _grade(results)
-    path = session.config.rootpath / session.config.getoption("grade_json")  # an absolute path stays as it is
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grade = {"score": score, "max_score": max_score, "visibility": "visible", "stdout_visibility": "visible",
-             "output": f"{score:g} / {max_score:g} points", "tests": tests}
-    path.write_text(json.dumps(grade, indent=2) + "\n")
+    session.config.stash[_complete_key] = True
+    _write_report(session.config)
+
+
+class _Events:
+    """Each graded test's outcome, as it happens, on a pipe the autograder reads (one JSON object a line).
+
+    The autograder (a separate process) builds results.json from these lines alone, so a submission that
+    rewrites report files, or rebinds this module's functions after it is imported, changes nothing: the
+    hooks below were registered, and their writer bound, before any student code was imported.
+    """
+
+    def __init__(self, fd: int):
+        stream = os.fdopen(fd, "w", buffering=1)
+        dumps = json.dumps
+
+        def emit(event: dict, _write=stream.write, _flush=stream.flush, _dumps=dumps) -> None:
+            _write(_dumps(event) + "\n")
+            _flush()
+
+        self.emit, self.reports = emit, []
+        self.text, self.truncate, self.properties = _text, _truncate, _properties  # bound now, not looked up later
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session):
+        entries = [graded_entry(item) for item in session.items if item.get_closest_marker("points")]
+        self.emit({"event": "collected", "tests": entries})
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        graded = item.get_closest_marker("points") is not None
+        if graded:
+            self.reports = []
+            self.emit({"event": "start", "nodeid": item.nodeid})
+        try:
+            return (yield)
+        finally:
+            if graded:
+                failures = [text for when, outcome, text in self.reports if outcome != "passed"]
+                passed = not failures and ("call", "passed", "") in self.reports
+                self.emit({"event": "outcome", "nodeid": item.nodeid, "status": "passed" if passed else "failed",
+                           "output": "" if passed else self.truncate(failures[0] if failures else DID_NOT_FINISH),
+                           "properties": self.properties(item)})
+
+    def pytest_runtest_logreport(self, report):
+        if report.passed:
+            self.reports.append((report.when, "passed", ""))
+        else:
+            self.reports.append((report.when, report.outcome, self.text(report)))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session):
+        self.emit({"event": "finish"})

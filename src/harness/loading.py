@@ -14,8 +14,23 @@ class StudentCodeError(Exception):
     """Student code could not be used; the message says in one sentence what to do."""
 
 
+class NoReferenceError(StudentCodeError):
+    """--solution in a copy of the kata without src/solution/ (the student release)."""
+
+
+NO_REFERENCE = ("this copy of the kata has no reference solution (src/solution/ is not part of the student "
+                "release): run without --solution to use your own src/model.py and src/sampler.py")
+
+
+def reference_available() -> bool:
+    """Whether src/solution/ (the reference model and sampler) is part of this copy: the instructor's, not a student's."""
+    return (_ROOT / "src" / "solution" / "model.py").is_file() and (_ROOT / "src" / "solution" / "sampler.py").is_file()
+
+
 def import_implementation(name: str, solution: bool = False):
     """The module `src.<name>` (student) or `src.solution.<name>` (reference), e.g. name="model"."""
+    if solution and not reference_available():
+        raise NoReferenceError(NO_REFERENCE)
     module = f"src.solution.{name}" if solution else f"src.{name}"
     try:
         return importlib.import_module(module)
@@ -31,7 +46,9 @@ def stub_message(err: NotImplementedError) -> str:
     where = student_location(err)
     if where and where[0] == STUDENT_FILES["sampler"]:
         return ("src/sampler.py is still a stub: implement `sample` there (Level 4), "
-                "or run without --custom-sampler to use the reference sampler.")
+                "or run without --custom-sampler to draw the final samples with the harness's DDIM sampler.")
+    if not reference_available():
+        return "src/model.py is still a stub: implement DiffusionModel there (Level 1, see the README)."
     return ("src/model.py is still a stub: implement DiffusionModel there (Level 1), "
             "or run with --solution to train the reference model.")
 

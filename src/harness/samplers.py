@@ -6,7 +6,6 @@ from functools import partial
 import torch
 
 from src.harness.loading import import_implementation
-from src.solution.sampler import sample as ddpm
 
 
 @torch.no_grad()
@@ -27,12 +26,20 @@ def ddim(model, schedule, shape: tuple[int, ...], generator: torch.Generator | N
     return x0
 
 
+# The harness holds no level's answer: "ddpm" is the DDPM sampler under test (Level 4), the student's
+# src/sampler.py, or with --solution the reference's. Loaded only when asked for.
 SAMPLERS = {
-    "ddpm": lambda cfg: ddpm,  # Ho et al. 2020, Algorithm 2: T model calls
-    "ddim": lambda cfg: partial(ddim, num_steps=cfg.steps),  # cfg.steps model calls
+    "ddpm": lambda cfg, solution=False: import_implementation("sampler", solution).sample,  # T model calls
+    "ddim": lambda cfg, solution=False: partial(ddim, num_steps=cfg.steps),  # cfg.steps model calls
 }
 
 
-def get_sampler(sampling_cfg, custom: bool = False):
-    """The sampler `sampling_cfg.sampler`, or with custom=True the student's src/sampler.py (DDPM)."""
-    return import_implementation("sampler").sample if custom else SAMPLERS[sampling_cfg.sampler](sampling_cfg)
+def get_sampler(sampling_cfg, custom: bool = False, solution: bool = False):
+    """The sampler `sampling_cfg.sampler`, or with custom=True the student's src/sampler.py (DDPM).
+
+    `sampling.sampler=ddpm` is the DDPM sampler under test as well: src/sampler.py, or src/solution/'s with
+    solution=True (and without custom).
+    """
+    if custom:
+        return import_implementation("sampler").sample
+    return SAMPLERS[sampling_cfg.sampler](sampling_cfg, solution)

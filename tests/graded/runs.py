@@ -11,9 +11,8 @@ from omegaconf import OmegaConf
 from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS
-from src.harness.loading import model_fingerprint
+from src.harness.loading import build_model, model_fingerprint
 from src.harness.train import budget_of, load_checkpoint, total_steps
-from src.solution.model import DiffusionModel as ReferenceModel
 from tests.conftest import ROOT
 
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
@@ -56,7 +55,7 @@ def trained_model(config: str, model_class, solution: bool):
         pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; rerun `{command(config, solution)}`", pytrace=False)
     run_cfg = OmegaConf.create(state["config"])
     channels, size = DATASETS[run_cfg.data.name].shape(run_cfg.data)
-    model = (ReferenceModel(channels, size, **run_cfg.model) if solution else model_class(channels, size))
+    model = build_model(run_cfg.model, channels, size, True) if solution else model_class(channels, size)
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:

@@ -1,6 +1,9 @@
 """The grader itself, run on scratch copies of the kata: zero for stubs, robust to broken student code."""
 
 import json
+import subprocess
+
+import pytest
 
 from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_pytest
 
@@ -62,3 +65,56 @@ def test_broken_student_code_is_contained_and_extra_tests_are_graded(tmp_path):
     assert tests["test_instructors_hidden_check"]["score"] == 3
     assert tests["test_instructors_hidden_check"]["visibility"] == "after_published"
     assert grade["score"] == 3
+
+
+EXITS_IN_SAMPLE = '''
+import os
+
+def sample(model, schedule, shape, generator=None):
+    os._exit(0)
+'''
+HANGS_IN_C_AT_T_20 = '''
+import torch
+
+@torch.no_grad()
+def sample(model, schedule, shape, generator=None):
+    if schedule.num_timesteps == 20:
+        sum(range(10**12))  # one long C call: pytest-timeout's signal cannot interrupt it
+    device = schedule.betas.device
+    x = torch.randn(shape, generator=generator, device=device)
+    for t in reversed(range(schedule.num_timesteps)):
+        eps = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device)).float()
+        x = (x - schedule.betas[t] / (1 - schedule.alphas_cumprod[t]).sqrt() * eps) / schedule.alphas[t].sqrt()
+        if t > 0:
+            x = x + schedule.betas[t].sqrt() * torch.randn(shape, generator=generator, device=device)
+    return x.clamp(-1, 1)
+'''
+
+
+def test_os_exit_in_student_code_leaves_a_failing_report_not_a_pass(tmp_path):
+    from src.harness.verdict import verdict
+
+    kata = kata_copy(tmp_path, sampler=EXITS_IN_SAMPLE)
+    result = run_pytest(kata, "tests/graded/test_sampler.py", "--grade-json", "grade.json",
+                        "-k", "exactly or shape_range")
+    assert result.returncode == 0, "pytest itself reports success here: that is why nothing may score by it"
+    grade, tests = _grade(kata)
+    assert grade["score"] == 0 and not grade["extra_data"]["complete"]
+    assert "did not finish" in tests["test_matches_the_reference_sampler_exactly"]["output"]
+    assert tests["test_output_shape_range_and_device"]["output"] == "not run"
+    assert verdict(kata / "grade.json")[0] is False
+
+
+def test_a_run_killed_in_a_c_call_keeps_every_finished_tests_points(tmp_path):
+    kata = kata_copy(tmp_path, sampler=HANGS_IN_C_AT_T_20)
+    try:
+        run_pytest(kata, "tests/graded/test_sampler.py", "--grade-json", "grade.json", "-k",
+                   "exactly or shape_range", timeout=90, KATA_GRADED_TIMEOUT="2")
+        pytest.fail("pytest-timeout interrupted the C call after all; this test no longer tests a hard kill")
+    except subprocess.TimeoutExpired:
+        pass  # the outer limit killed pytest, as a CI job's or Gradescope's would
+    grade, tests = _grade(kata)
+    assert tests["test_matches_the_reference_sampler_exactly"]["status"] == "passed"
+    assert grade["score"] == 4
+    hung = tests["test_output_shape_range_and_device"]
+    assert hung["status"] == "failed" and "did not finish" in hung["output"]

@@ -12,10 +12,10 @@ from tests.harness.helpers import ROOT, run_main
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_every_registered_sampler_draws_images_in_range(name):
+def test_every_registered_sampler_draws_images_in_range(name):  # ddpm: the reference sampler (solution=True)
     cfg = OmegaConf.merge(OmegaConf.structured(SamplingConfig), {"sampler": name, "steps": 5})
     schedule = NoiseSchedule(20)
-    out = SAMPLERS[name](cfg)(RecordingModel(20), schedule, (2, 3, 4, 4), torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](cfg, True)(RecordingModel(20), schedule, (2, 3, 4, 4), torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 4, 4) and out.min() >= -1 and out.max() <= 1 and not out.requires_grad
 
 

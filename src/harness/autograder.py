@@ -1,0 +1,387 @@
+"""The Gradescope autograder: `run_autograder` calls `python -m src.harness.autograder`.
+
+Layout under AUTOGRADER_ROOT (default /autograder, Gradescope's): source/ holds the unpacked bundle
+(kata/, settings.json, hidden_tests/), submission/ what the student uploaded (a whole repository or just
+model.py and sampler.py), results/results.json what this writes. Grading steps:
+
+1. find the student's model.py, sampler.py and trained checkpoints in the submission;
+2. check statically that they import neither the reference nor (model.py, unless allowed) a ready-made network;
+3. build work/kata: the student release of the kata with the student's files in src/ and checkpoints in outputs/;
+4. run the graded tests, then the hidden tests, each in a child pytest process that reports every test's outcome
+   on a pipe as it happens (src/harness/grading.py, _Events). The child runs as an unprivileged user where
+   the platform allows it; a test that hangs past its time limit, or a child that dies, is killed and the
+   child restarted on the tests still to run;
+5. write results.json here, after the children have ended, from those outcomes only.
+"""
+
+import ast
+import json
+import os
+import pwd
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KATA = Path(__file__).resolve().parents[2]
+DEFAULT_SETTINGS = {
+    "parts": ["basics", "level1", "level2", "level4"],  # graded on Gradescope; level3 needs CIFAR-10 data
+    "allow_library_models": False,  # True: model.py may import ready-made networks (diffusers)
+    "retrain": False,  # True: train the submitted model here (configs/fashion_mnist.yaml) instead of its checkpoint
+    "time_budget_s": 540,  # the whole grading, under Gradescope's limit; tests not reached by then score 0
+    "grace_s": 30,  # beyond a test's own timeout before the child is killed (a hang in C code)
+    "hidden_visibility": "after_published",  # the visibility of a hidden test that sets none
+    "unprivileged_user": "nobody",
+}
+MODEL_PARTS = {"basics", "level1", "level2", "level3"}  # graded on src/model.py (and its checkpoint)
+SAMPLER_PARTS = {"level4"}
+LIBRARY_MODULES = ("diffusers",)  # ready-made networks
+REFERENCE_MODULES = ("src.solution", "solution")
+CONFIGS_WITH_CHECKPOINTS = ("fashion_mnist", "cifar10")
+
+
+def paths(root: Path | None = None) -> dict:
+    root = Path(root or os.environ.get("AUTOGRADER_ROOT", "/autograder"))
+    return {"root": root, "source": root / "source", "submission": root / "submission", "work": root / "work",
+            "results": root / "results" / "results.json"}
+
+
+# ------------------------------------------------------------------------------------------ the submission
+
+def find_submission(folder: Path) -> dict:
+    """{"model": path, "sampler": path, "checkpoints": {config: path}} of what the student uploaded."""
+    found = {"checkpoints": {}}
+    files = sorted((p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts),
+                   key=lambda p: (len(p.relative_to(folder).parts), str(p)))
+    for name in ("model", "sampler"):
+        candidates = [p for p in files if p.name == f"{name}.py" and "solution" not in p.parts
+                      and "tests" not in p.parts]
+        in_src = [p for p in candidates if p.parent.name == "src"]
+        if in_src or candidates:
+            found[name] = (in_src or candidates)[0]
+    for config in CONFIGS_WITH_CHECKPOINTS:
+        for p in files:
+            if p.name == "checkpoint.pt" and p.parent.name == config and "outputs" in p.parts:
+                found["checkpoints"][config] = p
+                break
+    return found
+
+
+def forbidden_imports(source: str, library: bool) -> str | None:
+    """Why this source may not be graded (it imports the reference, or with library=True a ready-made network)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None  # the tests report the syntax error with its line
+    banned = REFERENCE_MODULES + (LIBRARY_MODULES if library else ())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = ("." * node.level) + (node.module or "")
+            names = [base] + [f"{base}.{alias.name}".lstrip(".") for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names = [node.value.replace("/", ".").removesuffix(".py")]
+        for name in names:
+            clean = name.lstrip(".")
+            for module in banned:
+                if clean == module or clean.startswith(module + "."):
+                    what = "the reference (src/solution)" if module in REFERENCE_MODULES else f"{module}, a ready-made network"
+                    return f"it imports {what}"
+    return None
+
+
+def integrity(found: dict, settings: dict) -> dict[str, str]:
+    """{part: one-line reason} for the parts that score 0 because their file imports what it may not."""
+    zeroed = {}
+    for name, parts in (("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS)):
+        if name not in found:
+            continue
+        reason = forbidden_imports(found[name].read_text(errors="replace"),
+                                   library=name == "model" and not settings["allow_library_models"])
+        if reason:
+            for part in parts:
+                zeroed[part] = f"0 points: your {name}.py is not graded because {reason}"
+    return zeroed
+
+
+# ------------------------------------------------------------------------------------------ the work kata
+
+def build_work_kata(work: Path, found: dict) -> Path:
+    from src.harness.release import student_files
+
+    kata = work / "kata"
+    if work.exists():
+        shutil.rmtree(work)
+    for relative in student_files(KATA):
+        target = kata / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(KATA / relative, target)
+    for name in ("model", "sampler"):
+        if name in found:
+            shutil.copy(found[name], kata / "src" / f"{name}.py")
+    for config, checkpoint in found["checkpoints"].items():
+        (kata / "outputs" / config).mkdir(parents=True, exist_ok=True)
+        shutil.copy(checkpoint, kata / "outputs" / config / "checkpoint.pt")
+    return kata
+
+
+# ------------------------------------------------------------------------------------------ the child runs
+
+def unprivileged(settings: dict, python: str) -> tuple[int, int] | None:
+    """(uid, gid) to drop the child to, when running as root and that user can run the kata's Python."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam(settings["unprivileged_user"])
+    except KeyError:
+        return None
+    try:  # the user must be able to run this Python: its files, and the venv's, readable by everyone
+        probe = subprocess.run([python, "-c", "import torch, pytest, omegaconf"], user=user.pw_uid,
+                               group=user.pw_gid, extra_groups=[], capture_output=True, timeout=120, cwd="/")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (user.pw_uid, user.pw_gid) if probe.returncode == 0 else None
+
+
+class Suite:
+    """One graded run (visible or hidden tests), restarted on the remaining tests when its child dies."""
+
+    def __init__(self, kata: Path, work: Path, python: str, selection: list[str], marker: str, settings: dict,
+                 deadline: float, drop: tuple[int, int] | None, blocked: list[str], name: str):
+        self.kata, self.work, self.python, self.selection, self.marker = kata, work, python, selection, marker
+        self.settings, self.deadline, self.drop, self.blocked, self.name = settings, deadline, drop, blocked, name
+        self.tests: dict[str, dict] = {}  # nodeid -> entry, in collection order
+        self.log = work / "logs" / f"{name}.log"
+        self.peak_rss_kb = 0
+
+    def run(self) -> dict[str, dict]:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(100):
+            remaining = [n for n, e in self.tests.items() if e["status"] == "not run"]
+            if attempt and not remaining:
+                break
+            if time.monotonic() >= self.deadline:
+                for nodeid in remaining:
+                    self.tests[nodeid].update(output="not run: the autograder's time budget ran out")
+                break
+            self._child(attempt, remaining if attempt else self.selection)
+            if not self.tests:  # nothing collected: the suite itself did not start
+                break
+        return self.tests
+
+    def _child(self, attempt: int, targets: list[str]) -> None:
+        scratch = self.work / "tmp" / f"{self.name}-{attempt}"
+        scratch.mkdir(parents=True)
+        read_fd, write_fd = os.pipe()
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
+        env |= {"KATA_GRADE_EVENTS_FD": str(write_fd), "KATA_PROGRESS": "0", "HOME": str(scratch),
+                "KATA_BLOCKED_IMPORTS": ",".join(self.blocked), "PYTHONDONTWRITEBYTECODE": "1"}
+        if self.drop:
+            env["KATA_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
+            os.chown(scratch, *self.drop)
+        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "src.harness.autograder_plugin",
+                   "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
+                   "-m", self.marker, *targets]
+        with open(self.log, "a") as log:
+            log.write(f"\n$ {' '.join(command)}\n")
+            log.flush()
+            child = subprocess.Popen(command, cwd=self.kata, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, pass_fds=[write_fd], start_new_session=True)
+        os.close(write_fd)
+        self._watch(child, os.fdopen(read_fd, "rb"), first=attempt == 0)
+
+    def _watch(self, child, stream, first: bool) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(stream, selectors.EVENT_READ)
+        buffer, current, started, finished, collected = b"", None, 0.0, False, not first
+        killed = None
+        while True:
+            limit = self.deadline
+            if current is not None:
+                limit = min(limit, started + self.tests[current]["timeout"] + self.settings["grace_s"])
+            wait = limit - time.monotonic()
+            if wait <= 0:
+                killed = "timed out" if current is not None else "the autograder's time budget ran out"
+                _kill(child)
+                break
+            if not selector.select(timeout=min(wait, 5.0)):
+                continue
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict) or finished:
+                    continue
+                kind = event.get("event")
+                if kind == "collected" and not collected:
+                    collected = True
+                    for entry in event.get("tests", []):
+                        self.tests[entry["nodeid"]] = entry | {"status": "not run", "output": "not run"}
+                elif kind == "start" and current is None and self.tests.get(event.get("nodeid"), {}).get(
+                        "status") == "not run":
+                    current, started = event["nodeid"], time.monotonic()
+                    self.tests[current]["status"] = "running"
+                elif kind == "outcome" and event.get("nodeid") == current:
+                    status = "passed" if event.get("status") == "passed" else "failed"
+                    self.tests[current].update(status=status, output=str(event.get("output", ""))[:20000],
+                                               properties=event.get("properties") or {},
+                                               seconds=round(time.monotonic() - started, 1))
+                    current = None
+                elif kind == "finish":
+                    finished = True  # nothing after the session's end counts (an atexit handler, say)
+        selector.close()
+        stream.close()
+        if child.poll() is None:
+            _kill(child)
+        child.wait()
+        import resource
+
+        self.peak_rss_kb = max(self.peak_rss_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        if current is not None:
+            reason = (f"timed out after {self.tests[current]['timeout']:g} s (killed)" if killed == "timed out"
+                      else "did not finish: the process ended or was killed during this test")
+            self.tests[current].update(status="failed", output=reason)
+        if not collected or (first and not self.tests):
+            self.tests.setdefault("<collection>", {
+                "nodeid": "<collection>", "name": f"{self.name} tests could not be collected", "part": "other",
+                "max_score": 0.0, "visibility": "visible", "status": "failed", "timeout": 0,
+                "output": "the graded tests did not start; see the autograder log", "properties": {}})
+
+
+def _kill(child) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------- grading
+
+def load_settings(source: Path) -> dict:
+    path = source / "settings.json"
+    return DEFAULT_SETTINGS | (json.loads(path.read_text()) if path.exists() else {})
+
+
+def hidden_source_lines(hidden: Path) -> set[str]:
+    lines = set()
+    for path in hidden.rglob("*.py"):
+        lines |= {line.strip() for line in path.read_text(errors="replace").splitlines() if len(line.strip()) >= 24}
+    return lines
+
+
+def grade(root: Path | None = None) -> dict:
+    from src.harness.grading import gradescope_results
+
+    where = paths(root)
+    settings = load_settings(where["source"])
+    begin = time.monotonic()
+    deadline = begin + settings["time_budget_s"]
+    python = os.environ.get("KATA_CHILD_PYTHON", sys.executable)
+    found = find_submission(where["submission"])
+    zeroed = integrity(found, settings)
+    kata = build_work_kata(where["work"], found)
+    drop = unprivileged(settings, python)
+    blocked = list(REFERENCE_MODULES[:1]) + ([] if settings["allow_library_models"] else list(LIBRARY_MODULES))
+    if drop:
+        for private in (where["source"], where["results"].parent):
+            private.mkdir(parents=True, exist_ok=True)
+            os.chmod(private, 0o700)
+    notes = [f"submission: {', '.join(sorted(k for k in found if k != 'checkpoints')) or 'no model.py or sampler.py'}"
+             f"; checkpoints: {', '.join(found['checkpoints']) or 'none'}",
+             "tests run as an unprivileged user" if drop else "tests run as the autograder's own user"]
+    if settings["retrain"]:
+        notes.append(retrain(kata, python, drop, deadline, where["work"]))
+    marker = " or ".join(settings["parts"])
+    suites = [Suite(kata, where["work"], python, ["tests/graded"], marker, settings, deadline, drop, blocked, "graded")]
+    entries = list(suites[0].run().values())
+    hidden_src = where["source"] / "hidden_tests"
+    secret = set()
+    if hidden_src.is_dir() and any(hidden_src.rglob("test_*.py")):
+        secret = hidden_source_lines(hidden_src)
+        hidden = kata / "tests" / "hidden"
+        shutil.copytree(hidden_src, hidden)
+        os.chmod(hidden, 0o700)
+        suites.append(Suite(kata, where["work"], python, ["tests/hidden"], marker, settings, deadline, drop,
+                            blocked, "hidden"))
+        hidden_entries = list(suites[1].run().values())
+        shutil.rmtree(hidden)
+        for entry in hidden_entries:
+            if not entry.get("visibility_set"):
+                entry["visibility"] = settings["hidden_visibility"]
+        entries += hidden_entries
+    for entry in entries:
+        if entry["part"] in zeroed:
+            entry.update(status="failed", output=zeroed[entry["part"]])
+        elif entry["status"] == "running":
+            entry["status"] = "failed"
+        if secret and any(line in entry["output"] for line in secret):
+            entry["output"] = "output withheld: it quoted a hidden test"
+    results = gradescope_results(entries)
+    seconds = time.monotonic() - begin
+    peak = max(suite.peak_rss_kb for suite in suites) / 1024
+    results["output"] += (f" ({seconds:.0f} s, peak memory {peak:.0f} MiB)\n" + "\n".join(notes)
+                          + "".join(f"\n{reason} ({part})" for part, reason in sorted(zeroed.items())))
+    results["execution_time"] = round(seconds, 1)
+    results["extra_data"] = {"seconds": round(seconds, 1), "peak_rss_mib": round(peak, 1), "unprivileged": bool(drop),
+                             "test_seconds": {e["nodeid"]: e.get("seconds") for e in entries}}
+    loss = next((e["properties"].get("validation_loss") for e in entries
+                 if e["part"] == "level2" and e["part"] not in zeroed and e.get("properties")), None)
+    if isinstance(loss, (int, float)):
+        results["leaderboard"] = [{"name": "Level 2 validation loss", "value": round(loss, 5), "order": "asc"}]
+    return results
+
+
+def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
+    """Train the submitted model at the official budget here (settings: retrain), replacing any submitted checkpoint."""
+    shutil.rmtree(kata / "outputs" / "fashion_mnist", ignore_errors=True)
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
+    kwargs = {"user": drop[0], "group": drop[1], "extra_groups": []} if drop else {}
+    if drop:
+        (kata / "outputs").mkdir(exist_ok=True)
+        os.chown(kata / "outputs", *drop)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    with open(work / "logs" / "retrain.log", "w") as log:
+        try:
+            done = subprocess.run([python, "main.py", "--config", "configs/fashion_mnist.yaml"], cwd=kata,
+                                  env=env | {"KATA_PROGRESS": "0", "HOME": str(work)}, stdout=log,
+                                  stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.monotonic() - 120),
+                                  start_new_session=True, **kwargs)
+            return f"retrained configs/fashion_mnist.yaml here (exit status {done.returncode})"
+        except subprocess.TimeoutExpired:
+            return "retraining configs/fashion_mnist.yaml did not finish within the time budget"
+
+
+def write_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(json.dumps(results, indent=2) + "\n")
+    scratch.replace(path)
+
+
+def main() -> int:
+    where = paths()
+    try:
+        results = grade()
+    except Exception as err:  # the autograder's own failure: still a valid results.json
+        results = {"score": 0.0, "output": f"the autograder failed ({type(err).__name__}: {err}); tell your "
+                                           "instructor", "stdout_visibility": "hidden", "tests": []}
+        write_results(results, where["results"])
+        raise
+    write_results(results, where["results"])
+    print(results["output"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

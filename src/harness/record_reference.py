@@ -1,0 +1,63 @@
+"""Records the reference values the graded tests compare with (instructor repository only).
+
+    uv run python -m src.harness.record_reference
+
+rewrites tests/graded/recorded/: the reference sampler's model calls on test_sampler's fixed RecordingModel
+and seed, the reference model's parameter count per official config, and the losses of test_training's
+short run of the reference. The student release ships these values, not src/solution/.
+tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
+(src/harness/reference_scores.json, the full runs' validation loss and sample scores, is written by hand
+from a reference run's metrics.json; the same test checks its validation loss against a reference run.)
+"""
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from src.harness.config import load_config
+from src.harness.loading import import_implementation
+from src.harness.train import resolve_precision
+from tests.conftest import ROOT
+from tests.graded import recorded
+
+DATASETS = ("fashion_mnist", "cifar10")
+
+
+def reference_parameters() -> dict[str, int]:
+    model = import_implementation("model", solution=True)
+    counts = {}
+    for dataset in DATASETS:
+        channels, size = {"fashion_mnist": (1, 28), "cifar10": (3, 32)}[dataset]
+        net = model.DiffusionModel(channels, size, **load_config(ROOT / "configs" / f"{dataset}.yaml").model)
+        counts[dataset] = sum(p.numel() for p in net.parameters())
+    return counts
+
+
+def reference_short_run() -> dict:
+    from tests.graded.test_training import STEPS, _short_run
+
+    with tempfile.TemporaryDirectory() as workdir:
+        before, after = _short_run(import_implementation("model", solution=True).DiffusionModel, Path(workdir))
+    return {"before": before, "after": after, "steps": STEPS,
+            "precision": resolve_precision("auto", torch.device("cpu")), "torch": torch.__version__.split("+")[0]}
+
+
+def reference_sampler_trace():
+    from tests.graded.test_sampler import _run
+
+    return _run(import_implementation("sampler", solution=True).sample)
+
+
+def main() -> int:
+    values = {"parameters": reference_parameters(), "short_run": reference_short_run()}
+    recorded.REFERENCE_JSON.write_text(json.dumps(values, indent=2) + "\n")
+    recorded.save_sampler_trace(*reference_sampler_trace())
+    print(f"wrote {recorded.REFERENCE_JSON.relative_to(ROOT)} and {recorded.SAMPLER_TRACE.relative_to(ROOT)}")
+    print(json.dumps(values, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

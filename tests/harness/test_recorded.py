@@ -1,0 +1,66 @@
+"""The recorded reference values (tests/graded/recorded/, src/harness/reference_scores.json) match src/solution/.
+
+The student release grades against these recordings instead of the reference, so a change to the reference,
+a config or a graded test that moves one of them must come with `uv run python -m src.harness.record_reference`.
+
+Tolerances, for float noise across CPUs and torch builds:
+- parameter counts: exact;
+- the sampler trace: 1e-5 absolute (float32 elementwise arithmetic on a fixed model; the graded test allows 1e-4);
+- the short run's losses: 10% relative on the same precision (bf16 autocast or fp32, chosen by the CPU), 25%
+  across precisions; the graded test allows the student 1.6x the recorded loss;
+- the Fashion-MNIST reference run's validation loss: 5% relative (bf16 training on another CPU lands within ~2%).
+"""
+
+import json
+
+import pytest
+import torch
+
+from src.harness import record_reference
+from src.harness.train import resolve_precision
+from tests.graded import recorded
+from tests.graded.runs import recorded_reference, trained_model
+
+
+def test_recorded_parameter_counts_are_the_references():
+    assert recorded.reference()["parameters"] == record_reference.reference_parameters(), (
+        "stale: run `uv run python -m src.harness.record_reference`")
+
+
+def test_recorded_sampler_trace_is_the_references():
+    out, calls = record_reference.reference_sampler_trace()
+    expected_out, expected_calls = recorded.sampler_trace()
+    assert [t for t, _ in calls] == [t for t, _ in expected_calls], "stale timesteps: rerun record_reference"
+    for (_, x), (_, expected) in zip(calls, expected_calls):
+        assert torch.allclose(x, expected, atol=1e-5), "stale sampler trace: rerun record_reference"
+    assert torch.allclose(out, expected_out, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_recorded_short_run_is_the_references():
+    short = record_reference.reference_short_run()
+    expected = recorded.reference()["short_run"]
+    tolerance = 0.10 if short["precision"] == expected["precision"] else 0.25
+    for key in ("before", "after"):
+        assert short[key] == pytest.approx(expected[key], rel=tolerance), (
+            f"the reference's short-run loss '{key}' is {short[key]:.4f}, recorded {expected[key]:.4f} "
+            f"({expected['precision']}; here {resolve_precision('auto', torch.device('cpu'))}): "
+            "rerun `uv run python -m src.harness.record_reference`")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # trains the Fashion-MNIST reference run when there is none yet
+def test_recorded_validation_loss_is_the_reference_runs():
+    from tests.graded.test_levels import fashion_mnist_validation_loss
+
+    loss = fashion_mnist_validation_loss(*trained_model("fashion_mnist", None, solution=True))
+    expected = recorded_reference("fashion_mnist")["val_loss"]
+    assert loss == pytest.approx(expected, rel=0.05), (
+        f"the reference run's validation loss is {loss:.4f}, src/harness/reference_scores.json says "
+        f"{expected:.4f}: update it from outputs/fashion_mnist-solution/metrics.json")
+
+
+def test_recordings_are_valid_json_and_tensors():
+    json.loads(recorded.REFERENCE_JSON.read_text())
+    out, calls = recorded.sampler_trace()
+    assert out.shape == (4, 1, 6, 6) and len(calls) == 50

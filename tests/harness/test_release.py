@@ -1,0 +1,375 @@
+"""The classroom release: the student build, the Gradescope bundle and its autograder, end to end.
+
+The correct submission is tests/harness/submissions/ (a model written independently of the reference, copied
+from the calibration zoo, and a sampler written for these tests).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from src.harness import autograder, release
+from tests.harness.helpers import ROOT, kata_copy
+
+SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
+CORRECT_MODEL = (SUBMISSIONS / "model.py").read_text()
+CORRECT_SAMPLER = (SUBMISSIONS / "sampler.py").read_text()
+SECRET = "SECRET-HIDDEN-CHECK-4711"
+HIDDEN_TEST = f'''
+import pytest
+import torch
+
+from src.harness.schedule import NoiseSchedule
+
+
+@pytest.mark.level4
+@pytest.mark.points(3)
+def test_hidden_batch_of_seven(sample):
+    marker = "{SECRET}: the hidden test's source must never reach a student"
+    out = sample(lambda x, t: torch.zeros_like(x), NoiseSchedule(5), (7, 1, 3, 3), generator=torch.Generator())
+    assert out.shape == (7, 1, 3, 3), marker
+'''
+
+
+def _env(**extra):
+    return {**os.environ, "KATA_PROGRESS": "0", **extra}
+
+
+# ------------------------------------------------------------------------------------------- the student build
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "kata-student"
+    release.build_student(out)
+    return out
+
+
+def test_student_build_holds_no_reference(student):
+    files = {p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file()}
+    for gone in ("src/solution/", "tests/harness/", "calibration/", "src/harness/release.py",
+                 "src/harness/record_reference.py", "docs/instructors.md"):
+        assert not any(f.startswith(gone) for f in files), f"{gone} is in the student build"
+    assert {"src/model.py", "src/sampler.py", "tests/graded/recorded/sampler_trace.pt", "main.py",
+            ".github/workflows/classroom.yml", "uv.lock"} <= files
+    reference = release.reference_lines()
+    update = "x = (x - betas[t] / (1 - alphas_cumprod[t]).sqrt() * eps) / alphas[t].sqrt()"
+    assert update in reference["src/solution/sampler.py"], "the leak check must know the reference's update line"
+    for name in files:
+        text = (student / name).read_text(errors="replace")
+        assert release.leaked_reference(text, reference) is None, f"{name} holds the reference"
+        assert update not in text and "UNet2DModel(" not in text, f"{name} holds a line of the reference"
+    assert "src.solution" not in (student / ".github/workflows/classroom.yml").read_text()
+
+
+def test_leak_check_recognises_a_copied_reference():
+    reference = release.reference_lines()
+    for name in reference:
+        assert release.leaked_reference((ROOT / name).read_text(), reference) == name
+    assert release.leaked_reference((ROOT / "src" / "harness" / "samplers.py").read_text(), reference) is None
+
+
+def test_student_readme_commands_work_there(student):
+    readme = (student / "README.md").read_text()
+    assert "<!--" not in readme, "a marker of the instructor/student blocks survived"
+    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+                for line in block.splitlines() if line.strip()]
+    commands += re.findall(r"`(uv run [^`]+)`", readme)
+    assert commands, "the README shows no commands"
+    for command in commands:
+        assert "--solution" not in command, f"the student README runs the reference: {command}"
+        for path in re.findall(r"configs/\w+\.yaml", command):
+            assert (student / path).exists(), f"{command}: {path} is not in the student build"
+        for module in re.findall(r"python -m ([\w.]+)", command):
+            assert (student / (module.replace(".", "/") + ".py")).exists(), f"{command}: no module {module}"
+        for marker in re.findall(r"pytest -m (\w+)", command):
+            assert marker in {"basics", "level1", "level2", "level3", "level4"}, command
+    for path in re.findall(r"`((?:src|tests|configs|docs)/[\w./-]+)`", readme):
+        assert (student / path.rstrip("/")).exists() or "*" in path, f"the student README names {path}"
+
+
+def test_student_build_runs_without_the_reference(student):
+    stub = subprocess.run([sys.executable, "main.py", "--config", "configs/smoke.yaml"], cwd=student,
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert stub.returncode == 1 and "src/model.py is still a stub" in stub.stderr
+    assert "--solution" not in stub.stderr and "Traceback" not in stub.stderr
+    for command in (["main.py", "--config", "configs/smoke.yaml", "--solution"], ["-m", "pytest", "--solution"]):
+        result = subprocess.run([sys.executable, *command], cwd=student, capture_output=True, text=True, env=_env(),
+                                timeout=300)
+        assert result.returncode != 0 and "has no reference solution" in result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        assert len((result.stdout + result.stderr).strip().splitlines()) == 1, "one line, nothing else"
+    graded = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--grade-json", "g.json"],
+                            cwd=student, capture_output=True, text=True, env=_env(), timeout=600)
+    grade = json.loads((student / "g.json").read_text())
+    assert graded.returncode != 0 and grade["score"] == 0 and grade["max_score"] >= 40
+    assert "total" in graded.stdout and "level4" in graded.stdout
+
+
+@pytest.mark.slow
+def test_a_correct_student_earns_every_basics_and_level4_point_and_runs_main(student, tmp_path):
+    kata = tmp_path / "kata"
+    shutil.copytree(student, kata)
+    (kata / "src" / "model.py").write_text(CORRECT_MODEL)
+    (kata / "src" / "sampler.py").write_text(CORRECT_SAMPLER)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "basics or level4",
+                             "--grade-json", "g.json"], cwd=kata, capture_output=True, text=True, env=_env(),
+                            timeout=900)
+    grade = json.loads((kata / "g.json").read_text())
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert grade["score"] == grade["max_score"] == 33 and grade["extra_data"]["complete"]
+    run = subprocess.run([sys.executable, "main.py", "--config", "configs/smoke.yaml", "--custom-sampler",
+                          "training.max_steps=20", "training.preview_every=10"], cwd=kata, capture_output=True,
+                         text=True, env=_env(), timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = kata / "outputs" / "smoke"
+    assert {"samples.png", "animation.gif", "curves.png", "schedule.png", "forward_process.png", "metrics.json",
+            "checkpoint.pt"} <= {p.name for p in out.iterdir()}
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step_000010.png", "step_000020.png"]
+    assert json.loads((out / "metrics.json").read_text())["sampler"] == "your src/sampler.py"
+
+
+# --------------------------------------------------------------------------------- the reference is checked
+
+def test_the_build_refuses_a_reference_that_fails(tmp_path):
+    release.check_reference(ROOT, markers="level4")  # green: no error
+    kata = kata_copy(tmp_path)
+    (kata / "src" / "solution" / "sampler.py").write_text(
+        "def sample(model, schedule, shape, generator=None):\n    raise RuntimeError('broken reference')\n")
+    with pytest.raises(release.ReleaseError, match="does not pass the graded suite"):
+        release.check_reference(kata, markers="level4")
+
+
+# ------------------------------------------------------------------------------------------------ integrity
+
+@pytest.mark.parametrize("source, library, banned", [
+    ("from src.solution.sampler import sample\n", False, True),
+    ("from src.solution import model\n", False, True),
+    ("from .solution.sampler import sample\n", False, True),
+    ("import importlib\nsample = importlib.import_module('src.solution.sampler').sample\n", False, True),
+    ("from diffusers import UNet2DModel\n", True, True),
+    ("import diffusers.models\n", True, True),
+    ("from diffusers import UNet2DModel\n", False, False),  # an instructor setting allows ready-made networks
+    ("import torch\n'''Unlike diffusers' UNet2DModel, this is mine; the solution is below.'''\n", True, False),
+    (CORRECT_MODEL, True, False),
+    (CORRECT_SAMPLER, False, False),
+])
+def test_forbidden_imports(source, library, banned):
+    assert (autograder.forbidden_imports(source, library) is not None) == banned
+
+
+def test_submission_found_in_a_repository_or_as_two_files(tmp_path):
+    repo = tmp_path / "repo"
+    for path in ("src/model.py", "src/sampler.py", "src/solution/model.py", "tests/graded/model.py",
+                 "outputs/fashion_mnist/checkpoint.pt", "outputs/smoke/checkpoint.pt"):
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text("x")
+    found = autograder.find_submission(repo)
+    assert found["model"] == repo / "src/model.py" and found["sampler"] == repo / "src/sampler.py"
+    assert found["checkpoints"] == {"fashion_mnist": repo / "outputs/fashion_mnist/checkpoint.pt"}
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "model.py").write_text("x")
+    assert autograder.find_submission(flat) == {"model": flat / "model.py", "checkpoints": {}}
+
+
+# -------------------------------------------------------------------------------------- Gradescope, end to end
+
+FORGER = '''
+import atexit, json, os
+from pathlib import Path
+
+import src.harness.grading as grading
+
+FORGED = {"score": 999, "tests": [{"name": "forged", "score": 999, "max_score": 1}]}
+results = Path.cwd().parents[1] / "results" / "results.json"  # the autograder root, guessed from the working dir
+
+
+def forge():
+    for path in (results, Path("/autograder/results/results.json")):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(FORGED))
+        except OSError:
+            pass
+
+
+forge()
+atexit.register(forge)
+grading.gradescope_results = lambda entries: FORGED
+grading._write_report = lambda config: forge()
+grading._Events.pytest_runtest_protocol = lambda self, item, nextitem: None
+
+
+def sample(model, schedule, shape, generator=None):
+    raise NotImplementedError("this one only forges")
+'''
+LEAKER = '''
+import os, sys
+from pathlib import Path
+
+
+def sample(model, schedule, shape, generator=None):
+    found = []
+    for where in [os.environ.get("KATA_EXTRA_TESTS", ""), *sys.argv, "tests/hidden", "../../source/hidden_tests"]:
+        for path in (Path(where).rglob("*.py") if where and Path(where).is_dir() else []):
+            found.append(path.read_text())
+    raise RuntimeError("LEAK " + " ".join(found))
+'''
+EXITS = '''
+import os
+
+
+def sample(model, schedule, shape, generator=None):
+    os._exit(0)
+'''
+HANGS_IN_C = '''
+def sample(model, schedule, shape, generator=None):
+    return sum(range(10**12))  # one long C call: pytest-timeout's signal cannot interrupt it
+'''
+PRINTS_MEGABYTES = '''
+def sample(model, schedule, shape, generator=None):
+    print("x" * 5_000_000)
+    raise RuntimeError("y" * 1_000_000)
+'''
+IMPORTS_REFERENCE = "from src.solution.sampler import sample  # noqa: F401\n"
+SYNTAX_ERROR = "def sample(model, schedule, shape generator=None):\n    pass\n"
+
+
+@pytest.fixture(scope="module")
+def gradescope_root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("gradescope")
+    hidden = base / "hidden"
+    hidden.mkdir()
+    (hidden / "test_hidden_sampler.py").write_text(HIDDEN_TEST)
+    names = release.build_gradescope(base / "autograder.zip", hidden=hidden,
+                                     settings={"parts": ["level4"], "grace_s": 3, "time_budget_s": 400})
+    assert {"setup.sh", "run_autograder", "settings.json", "kata/src/solution/sampler.py",
+            "hidden_tests/test_hidden_sampler.py"} <= set(names)
+    root = base / "root"
+    with zipfile.ZipFile(base / "autograder.zip") as bundle:
+        bundle.extractall(root / "source")
+    return root
+
+
+def _grade(root: Path, files: dict[str, str], settings: dict | None = None, timeout: str = "5") -> dict:
+    """results.json of run_autograder on `files`; graded tests time out after `timeout` seconds."""
+    submission = root / "submission"
+    shutil.rmtree(submission, ignore_errors=True)
+    for name, source in files.items():
+        (submission / name).parent.mkdir(parents=True, exist_ok=True)
+        (submission / name).write_text(source)
+    if settings:
+        path = root / "source" / "settings.json"
+        path.write_text(json.dumps(json.loads(path.read_text()) | settings))
+    done = subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True,
+                          timeout=900, env=_env(AUTOGRADER_ROOT=str(root), KATA_PYTHON=sys.executable,
+                                                KATA_GRADED_TIMEOUT=timeout))
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["tests"], done.stdout + done.stderr
+    for test in results["tests"]:
+        assert {"name", "score", "max_score", "status", "output", "visibility"} <= set(test)
+        assert 0 <= test["score"] <= test["max_score"]
+    assert results["score"] == sum(t["score"] for t in results["tests"]) and "stdout_visibility" in results
+    return results
+
+
+def _by_name(results):
+    return {t["name"]: t for t in results["tests"]}
+
+
+@pytest.mark.slow
+def test_gradescope_correct_sampler_earns_every_level4_point(gradescope_root):
+    results = _grade(gradescope_root, {"src/model.py": CORRECT_MODEL, "src/sampler.py": CORRECT_SAMPLER,
+                                       "README.md": "a whole repository"})
+    assert results["score"] == results["max_score"] == 12 + 3, results["tests"]
+    hidden = _by_name(results)["test_hidden_batch_of_seven"]
+    assert hidden["visibility"] == "after_published" and hidden["score"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, sampler, reason", [
+    ("syntax error", SYNTAX_ERROR, "SyntaxError"),
+    ("os._exit(0) in sample", EXITS, "did not finish"),
+    ("a hang inside one C call", HANGS_IN_C, "timed out after 5 s"),
+    ("imports the reference", IMPORTS_REFERENCE, "imports the reference"),
+    ("forges the report", FORGER, "not implemented"),
+    ("prints megabytes", PRINTS_MEGABYTES, "characters cut"),
+])
+def test_gradescope_broken_sampler_scores_zero_with_a_reason(gradescope_root, case, sampler, reason):
+    results = _grade(gradescope_root, {"sampler.py": sampler, "model.py": CORRECT_MODEL})
+    assert results["score"] == 0 and results["max_score"] == 15, results["tests"]
+    visible = [t for t in results["tests"] if t["visibility"] == "visible"]
+    assert len(visible) == 5 and all(reason in t["output"] for t in visible), visible
+    assert "999" not in json.dumps(results)
+    assert len(json.dumps(results)) < 200_000, "outputs are truncated"
+
+
+@pytest.mark.slow
+def test_gradescope_hidden_tests_stay_hidden(gradescope_root):
+    results = _grade(gradescope_root, {"sampler.py": LEAKER})
+    assert results["score"] == 0
+    assert SECRET not in json.dumps(results), "a hidden test's source reached the results"
+    assert "LEAK" in _by_name(results)["test_output_shape_range_and_device"]["output"]
+
+
+@pytest.mark.slow
+def test_gradescope_two_files_and_the_whole_basics(gradescope_root):
+    results = _grade(gradescope_root, {"model.py": CORRECT_MODEL, "sampler.py": CORRECT_SAMPLER},
+                     settings={"parts": ["basics", "level4"]}, timeout="120")
+    by_part = {}
+    for test in results["tests"]:
+        by_part.setdefault(test["tags"][0], []).append(test)
+    assert sum(t["score"] for t in by_part["basics"]) == 21 and sum(t["score"] for t in by_part["level4"]) == 15
+    assert re.search(r"\(\d+ s, peak memory \d+ MiB\)", results["output"])
+    assert "tests run as" in results["output"]
+
+
+# ------------------------------------------------------------------------------------- the unprivileged child
+
+DROP_PROBE = """
+import os, sys
+from pathlib import Path
+os.environ.update(KATA_DROP_TO="65534:65534", KATA_BLOCKED_IMPORTS="diffusers,src.solution")
+from src.harness.autograder_plugin import pytest_collection_finish
+secret = Path(sys.argv[1])
+assert secret.read_text() == "hidden"  # readable before the drop, as collection reads the hidden tests
+pytest_collection_finish(None)
+try:
+    secret.read_text()
+    print("still readable")
+except PermissionError:
+    print("unreadable")
+try:
+    import diffusers
+    print("diffusers imported")
+except ImportError as err:
+    print(err)
+print(os.getuid(), os.getgid())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
+def test_the_child_drops_privileges_after_collection_and_blocks_imports(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "test_hidden.py").write_text("hidden")
+    done = subprocess.run([sys.executable, "-c", DROP_PROBE, str(private / "test_hidden.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == [
+        "unreadable", "the autograder does not allow importing diffusers in your code", "65534 65534"], done.stderr
+
+
+def test_the_drop_is_skipped_where_the_user_cannot_run_python(tmp_path):
+    settings = autograder.DEFAULT_SETTINGS | {"unprivileged_user": "no-such-user-here"}
+    assert autograder.unprivileged(settings, sys.executable) is None
+    python = Path(sys.executable).resolve()
+    readable = all(os.stat(parent).st_mode & 0o005 == 0o005 for parent in python.parents)  # o+rx on the way
+    expected = None if os.geteuid() != 0 or not readable else (65534, 65534)
+    assert autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) == expected
