@@ -1,7 +1,7 @@
 """The classroom release: the student build, the Gradescope bundle and its autograder, end to end.
 
-The correct submission is tests/harness/submissions/ (a model written independently of the reference, copied
-from the calibration zoo, and a sampler written for these tests).
+The correct submission is the calibration zoo's plain UNet (written independently of the reference) and
+tests/harness/submissions/sampler.py (a sampler written for these tests).
 """
 
 import json
@@ -19,7 +19,7 @@ from src.harness import autograder, release
 from tests.harness.helpers import ROOT, kata_copy
 
 SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
-CORRECT_MODEL = (SUBMISSIONS / "model.py").read_text()
+CORRECT_MODEL = (ROOT / "calibration" / "zoo" / "plain_unet.py").read_text()
 CORRECT_SAMPLER = (SUBMISSIONS / "sampler.py").read_text()
 SECRET = "SECRET-HIDDEN-CHECK-4711"
 HIDDEN_TEST = f'''
