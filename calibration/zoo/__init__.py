@@ -5,4 +5,6 @@ ZOO_MODELS = {  # file in this folder -> what a student wrote
     "plain_unet": "a plain two-resolution UNet (32, 64 channels), residual blocks, no attention",
     "convnet": "a ConvNet without skip connections (one down- and up-sampling, 64/96 channels)",
     "attention_unet": "a wider three-resolution UNet with self-attention at the lowest resolution",
+    "three_level_unet": "a plain three-resolution UNet (32, 64, 128 channels), concatenated skips, no attention",
+    "tiny_unet": "a tiny two-resolution UNet (32, 64 channels, 0.15 M parameters), added skips",
 }
