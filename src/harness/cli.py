@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="a YAML file in configs/")
     parser.add_argument("--solution", action="store_true", help="train the reference model, not src/model.py")
     parser.add_argument("--custom-sampler", action="store_true",
-                        help="draw the final samples with your src/sampler.py instead of the harness's (sampling.sampler)")
+                        help="draw the final samples with your src/sampler.py, not the harness's (sampling.sampler)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     mode = parser.add_mutually_exclusive_group()

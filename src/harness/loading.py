@@ -79,7 +79,7 @@ def _relative(filename: str) -> str:
 
 
 def check_prediction(prediction, x) -> None:
-    """Raise StudentCodeError unless the model's output for x: (B, C, H, W) is one tensor shaped like x, on x's device."""
+    """Raise StudentCodeError unless the model's output for x: (B, C, H, W) is one tensor like x, on x's device."""
     import torch
 
     if not isinstance(prediction, torch.Tensor):
