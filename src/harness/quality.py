@@ -1,8 +1,10 @@
 """Sample quality without downloads: a small classifier per dataset, trained by this project and shipped.
 
-Its confidence says whether samples are recognisable; the Frechet distance between its features of real
+The classes it sees say whether samples cover the data; the Frechet distance between its features of real
 and generated images says whether they look like the data (FID's recipe with a domain classifier in
-place of Inception, which is poorly calibrated on 28-pixel greyscale images).
+place of Inception, which is poorly calibrated on 28-pixel greyscale images); the strength of the edges
+between neighbouring pixels, beside that of real images, catches blur, noise and patterns that the
+classifier overlooks.
 """
 
 import json
@@ -90,6 +92,14 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross).item()
 
 
+def edge_strength(images: torch.Tensor) -> float:
+    """Mean absolute difference between horizontally and vertically neighbouring pixels of (N, C, H, W) images."""
+    images = images.double()
+    horizontal = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    vertical = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    return ((horizontal + vertical) / 2).item()
+
+
 def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, classes: list[str]) -> dict:
     """Recognisability of `samples` and their Frechet distance to `real` images, both (N, C, H, W) in [-1, 1].
 
@@ -110,6 +120,8 @@ def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, clas
         "class_histogram": {name: round(share.item(), 4) for name, share in zip(classes, histogram)},
         "fd": frechet_distance(sample_features, real_features[:n]),
         "real_vs_real_fd": frechet_distance(real_features[n:2 * n], real_features[:n]),
+        "edge_strength": edge_strength(samples),
+        "real_edge_strength": edge_strength(real[:2 * n]),
     }
 
 
@@ -134,33 +146,72 @@ def evaluation_samples(model, schedule, shape: tuple[int, ...], autocast, seed: 
     return samples.float().cpu()
 
 
-# Calibrated with `uv run python -m src.harness.calibrate <dataset>`; the table is in the README ("Sample quality").
-THRESHOLDS = {  # dataset -> minimum mean confidence, minimum classes covered, maximum FD / real-vs-real FD
-    "fashion_mnist": {"mean_confidence": 0.6, "classes_covered": 8, "fd_ratio": 15.0},
-    # No confidence bar: on CIFAR-10 pure noise (0.54) scores as high as the reference (0.50).
-    "cifar10": {"classes_covered": 8, "fd_ratio": 8.0},
+# Calibrated with `uv run python -m calibration.calibrate <dataset>` on real images, the reference, independently
+# written student models trained at the official budget and broken generators; the table is in the README
+# ("Sample quality") and tests/harness/test_calibration.py keeps every person's verdict true.
+# Per dataset, for recognisable samples: the minimum classes covered, the maximum FD / real-vs-real FD and the
+# range of edge strength / real images'; for samples as good as the reference's: the maximum FD / real-vs-real FD.
+THRESHOLDS = {
+    "fashion_mnist": {"classes_covered": 8, "fd_ratio": 17.0, "edge_ratio": (0.72, 1.6), "reference_fd_ratio": 8.0},
+    # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
+    # set one with a margin.
+    "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
 }
+# Mean confidence is reported but judges nothing: pure noise scores about as high as good samples.
+
+
+def fd_ratio(quality: dict) -> float:
+    """The samples' Frechet distance in units of the distance between two sets of real images."""
+    return quality["fd"] / quality["real_vs_real_fd"]
+
+
+def edge_ratio(quality: dict) -> float:
+    """How strong the samples' edges between neighbouring pixels are, in units of real images' (1 for real ones)."""
+    return quality["edge_strength"] / quality["real_edge_strength"]
 
 
 def judge(quality: dict, dataset: str) -> list[str]:
     """The reasons the samples do not count as recognisable; an empty list means they pass."""
     limits, reasons = THRESHOLDS[dataset], []
-    if quality["mean_confidence"] < limits.get("mean_confidence", 0.0):
-        reasons.append(f"the classifier is only {quality['mean_confidence']:.0%} sure on average what your samples "
-                       f"show (needs {limits['mean_confidence']:.0%}): train longer or improve the model")
     if quality["classes_covered"] < limits["classes_covered"]:
         reasons.append(f"your samples cover {quality['classes_covered']} of {len(quality['class_histogram'])} classes "
                        f"(needs {limits['classes_covered']}): the model draws too few kinds of image")
-    ratio = quality["fd"] / quality["real_vs_real_fd"]
-    if ratio > limits["fd_ratio"]:
-        reasons.append(f"Frechet distance {quality['fd']:.1f} is {ratio:.1f}x that between two sets of real images "
-                       f"(allowed {limits['fd_ratio']:g}x): the samples do not yet look like the data")
+    if fd_ratio(quality) > limits["fd_ratio"]:
+        reasons.append(f"Frechet distance {quality['fd']:.1f} is {fd_ratio(quality):.1f}x that between two sets of "
+                       f"real images (allowed {limits['fd_ratio']:g}x): the samples do not yet look like the data")
+    low, high = limits["edge_ratio"]
+    if edge_ratio(quality) < low:
+        reasons.append(f"the samples are blurrier than real images: the edges between neighbouring pixels are "
+                       f"{edge_ratio(quality):.2f}x as strong (allowed {low:g}x to {high:g}x)")
+    if edge_ratio(quality) > high:
+        reasons.append(f"the samples hold noise or a fine pattern that real images lack: the edges between "
+                       f"neighbouring pixels are {edge_ratio(quality):.2f}x as strong (allowed {low:g}x to {high:g}x)")
     return reasons
+
+
+def judge_against_reference(quality: dict, dataset: str) -> list[str]:
+    """The reasons the samples are not yet as close to the data as the reference's; empty means they are.
+
+    Only for datasets with a "reference_fd_ratio" bar."""
+    bar = THRESHOLDS[dataset]["reference_fd_ratio"]
+    if fd_ratio(quality) <= bar:
+        return []
+    return [f"Frechet distance {quality['fd']:.1f} is {fd_ratio(quality):.1f}x that between two sets of real images; "
+            f"samples as good as the reference's are within {bar:g}x"]
 
 
 def describe_quality(quality: dict, dataset: str) -> str:
     reasons = judge(quality, dataset)
-    verdict = "recognisable" if not reasons else "not yet recognisable: " + "; ".join(reasons)
-    return (f"Sample quality ({quality['num_samples']} DDIM samples): mean confidence {quality['mean_confidence']:.2f}, "
-            f"{quality['confident_share']:.0%} confident, {quality['classes_covered']} classes covered, "
-            f"FD {quality['fd']:.2f} (real vs real {quality['real_vs_real_fd']:.2f}). Verdict: {verdict}")
+    if reasons:
+        verdict = "not yet recognisable: " + "; ".join(reasons)
+    elif "reference_fd_ratio" not in THRESHOLDS[dataset]:
+        verdict = "recognisable"
+    elif judge_against_reference(quality, dataset):
+        verdict = (f"recognisable, but not yet as close to the data as the reference's (FD within "
+                   f"{THRESHOLDS[dataset]['reference_fd_ratio']:g}x real vs real)")
+    else:
+        verdict = "recognisable, and as close to the data as the reference's"
+    return (f"Sample quality ({quality['num_samples']} DDIM samples): {quality['classes_covered']} classes covered, "
+            f"FD {quality['fd']:.2f} = {fd_ratio(quality):.1f}x real vs real ({quality['real_vs_real_fd']:.2f}), "
+            f"edges {edge_ratio(quality):.2f}x real images'; mean confidence {quality['mean_confidence']:.2f}. "
+            f"Verdict: {verdict}")
