@@ -16,6 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy
 import torch
 from omegaconf import OmegaConf
 from PIL import Image
@@ -27,7 +28,8 @@ from src.harness.cli import output_dir
 from src.harness.config import load_config
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
-from src.harness.quality import EVAL_SAMPLES, evaluation_samples, judge, sample_quality
+from src.harness.quality import (EVAL_SAMPLES, THRESHOLDS, edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference,
+                                 sample_quality)
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import autocast_factory, load_checkpoint, resolve_precision, train
 from src.solution.model import DiffusionModel
@@ -83,7 +85,8 @@ def generators(dataset: str, cfg, data):
     yield "blurred", f"blurred {source} (Gaussian, sigma 1.5)", gaussian_blur(good, kernel_size=7, sigma=1.5)
     yield "smoothed", f"over-smoothed {source} (Gaussian, sigma 0.8)", gaussian_blur(good, kernel_size=5, sigma=0.8)
     checkerboard = (torch.arange(size)[:, None] + torch.arange(size)[None, :]) % 2 * 2 - 1  # +-1, period 2
-    yield "checkerboard", f"checkerboard artefacts on {source} (amplitude 0.4)", (good + 0.4 * checkerboard).clamp(-1, 1)
+    yield ("checkerboard", f"checkerboard artefacts on {source} (amplitude 0.4)",
+           (good + 0.4 * checkerboard).clamp(-1, 1))
     yield "wrong_range", f"wrong value range: {source} squeezed into [0, 1]", (good + 1) / 2
 
 
@@ -105,12 +108,13 @@ def _real_of_classes(data, classes: list[int]) -> torch.Tensor:
 def save_samples(images: torch.Tensor, path: Path) -> None:
     """The images as one lossless PNG grid (uint8, as every sample is shown), read back by load_samples."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(images, padding=PADDING).save(path)
+    grid = image_grid(images, padding=PADDING)
+    (grid.convert("L") if images.shape[1] == 1 else grid).save(path)
 
 
 def load_samples(path: Path, channels: int, size: int, count: int = EVAL_SAMPLES) -> torch.Tensor:
     """The images of a grid written by save_samples: (count, C, H, W) in [-1, 1]."""
-    grid = torch.from_numpy(__import__("numpy").array(Image.open(path)))
+    grid = torch.from_numpy(numpy.array(Image.open(path)))
     grid = grid[None] if grid.ndim == 2 else grid.permute(2, 0, 1)
     columns = (grid.shape[-1] - PADDING) // (size + PADDING)
     tiles = []
@@ -121,8 +125,19 @@ def load_samples(path: Path, channels: int, size: int, count: int = EVAL_SAMPLES
 
 
 def human_verdicts(dataset: str) -> dict:
-    """{generator key: {"description", "verdict": "pass" | "fail", "why"}} as recorded by a person."""
+    """{generator key: {"description", "recognisable", "as_good_as_reference" (each "pass" | "fail"), "why"}}:
+    what a person saw in the generator's grid."""
     return json.loads(VERDICTS.read_text())[dataset]
+
+
+def grader_verdicts(quality: dict, dataset: str) -> dict:
+    """The grader's two verdicts on one set of samples, in the form of human_verdicts."""
+    verdicts = {"recognisable": "fail" if judge(quality, dataset) else "pass"}
+    if "reference_fd_ratio" in THRESHOLDS[dataset]:
+        recognisable = verdicts["recognisable"] == "pass"
+        verdicts["as_good_as_reference"] = "pass" if recognisable and not judge_against_reference(quality, dataset) \
+            else "fail"
+    return verdicts
 
 
 def score_grid(dataset: str, key: str, real: torch.Tensor, classes: list[str]) -> dict:
@@ -142,14 +157,16 @@ def calibration_table(dataset: str, overrides: list[str] = (), rescore: bool = F
         for key, description, images in generators(dataset, cfg, data):
             save_samples(images, GRIDS / dataset / f"{key}.png")
             drawn.append((key, description))
-    rows = ["| generator | person | mean confidence | classes covered | FD / real-vs-real | grader |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| generator | classes covered | FD / real-vs-real | edges / real | mean confidence "
+            "| recognisable: person, grader | as good as the reference: person, grader |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, description in drawn:
         q = score_grid(dataset, key, real, data.classes)
-        grader = "pass" if not judge(q, dataset) else "fail"
-        person = verdicts.get(key, {}).get("verdict", "?")
-        rows.append(f"| {description} | {person} | {q['mean_confidence']:.3f} | {q['classes_covered']} | "
-                    f"{q['fd'] / q['real_vs_real_fd']:.1f} | {grader} |")
+        person, grader = verdicts.get(key, {}), grader_verdicts(q, dataset)
+        cells = [f"{person.get(bar, '?')}, {grader[bar]}" if bar in grader else "-"
+                 for bar in ("recognisable", "as_good_as_reference")]
+        rows.append(f"| {description} | {q['classes_covered']} | {fd_ratio(q):.1f} | {edge_ratio(q):.2f} | "
+                    f"{q['mean_confidence']:.2f} | {cells[0]} | {cells[1]} |")
         print(rows[-1], flush=True)
     return "\n".join(rows)
 
