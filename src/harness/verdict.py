@@ -1,6 +1,7 @@
 """Scores a GitHub Classroom step from the written grade report, not from pytest's exit status.
 
     uv run python -m src.harness.verdict basics     # runs `pytest -m basics`, then reads outputs/grade-basics.json
+    uv run python -m src.harness.verdict level1 -k recognisable   # part of a level: grade-level1-recognisable.json
 
 Classroom's command grader gives a step its points when the command exits 0. pytest's own exit status is
 not enough: a submission that calls os._exit(0) in the middle of a test ends pytest with status 0 and
@@ -35,7 +36,9 @@ def main(argv=None) -> int:
         print("usage: python -m src.harness.verdict PART [pytest arguments]", file=sys.stderr)
         return 2
     part, extra = argv[0], argv[1:]
-    report = Path("outputs") / f"grade-{part}.json"
+    # A step that grades part of a level (`-k WORD`) gets a report of its own, so no step overwrites another's.
+    selection = extra[extra.index("-k") + 1] if "-k" in extra[:-1] else None
+    report = Path("outputs") / (f"grade-{part}-{selection}.json" if selection else f"grade-{part}.json")
     report.unlink(missing_ok=True)  # never a stale report from an earlier run
     subprocess.run([sys.executable, "-m", "pytest", "-m", part, "--grade-json", str(report), *extra])
     ok, why = verdict(report)
