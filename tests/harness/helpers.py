@@ -31,6 +31,22 @@ def smoke_config(tmp_path: Path, *overrides: str):
     return load_config(ROOT / "configs" / "smoke.yaml", [f"output.root={tmp_path / 'outputs'}", *overrides])
 
 
+def smoke_training(tmp_path: Path, *overrides: str):
+    """(config, reference model, schedule, training images (N, C, H, W) uint8) for a short training run on the
+    smoke config, checkpointing only at its end."""
+    import torch
+
+    from src.harness.data import load_data
+    from src.harness.loading import build_model
+    from src.harness.schedule import NoiseSchedule
+
+    cfg = smoke_config(tmp_path, "training.checkpoint_every=1000", *overrides)
+    data = load_data(cfg.data)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.channels, data.image_size, solution=True)
+    return cfg, model, NoiseSchedule.from_config(cfg.diffusion), data.train
+
+
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:
     """A copy of the kata under tmp_path (no outputs), with src/<name>.py replaced by the given sources."""
     copy = tmp_path / "kata"

@@ -9,13 +9,11 @@ import torch
 from omegaconf import OmegaConf
 
 from src.harness.config import load_config
-from src.harness.data import load_data
 from src.harness.grading import gradable
-from src.harness.loading import StudentCodeError, build_model, model_fingerprint
-from src.harness.schedule import NoiseSchedule
+from src.harness.loading import StudentCodeError, model_fingerprint
 from src.harness.train import ResumeMismatchError, budget_of, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
-from tests.harness.helpers import ROOT, kata_copy, run_main, run_pytest, smoke_config
+from tests.harness.helpers import ROOT, kata_copy, run_main, run_pytest, smoke_training
 
 OFFICIAL = load_config(ROOT / "configs" / "fashion_mnist.yaml")
 OFFICIAL_CONTAINER = OmegaConf.to_container(OFFICIAL, resolve=True)
@@ -50,11 +48,7 @@ def test_fingerprint_ignores_comments_docstrings_and_layout_but_not_code(tmp_pat
 # ------------------------------------------------------------------------------------- what a run records
 
 def _smoke(tmp_path, *overrides):
-    cfg = smoke_config(tmp_path, "training.checkpoint_every=1000", "training.precision=fp32", *overrides)
-    data = load_data(cfg.data)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.channels, data.image_size, solution=True)
-    return cfg, model, NoiseSchedule.from_config(cfg.diffusion), data.train
+    return smoke_training(tmp_path, "training.precision=fp32", *overrides)
 
 
 def test_checkpoint_records_the_budget_it_was_trained_with(tmp_path):

@@ -6,20 +6,13 @@ import pytest
 import torch
 
 from src.harness import train as train_module
-from src.harness.data import load_data
-from src.harness.loading import build_model
-from src.harness.schedule import NoiseSchedule
 from src.harness.train import (EMA, CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint,
                                load_weights, lr_factor, save_checkpoint, train)
-from tests.harness.helpers import smoke_config
+from tests.harness.helpers import smoke_training
 
 
 def _setup(tmp_path, *overrides):
-    cfg = smoke_config(tmp_path, "training.max_steps=6", "training.checkpoint_every=1000", *overrides)
-    data = load_data(cfg.data)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.channels, data.image_size, solution=True)
-    return cfg, model, NoiseSchedule.from_config(cfg.diffusion), data.train
+    return smoke_training(tmp_path, "training.max_steps=6", *overrides)
 
 
 def _ctrl_c_at(step):
