@@ -9,7 +9,6 @@ with deliberately broken implementations and check that they fail.
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
