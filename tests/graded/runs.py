@@ -52,7 +52,10 @@ def trained_model(config: str, model_class, solution: bool):
     official = load_config(ROOT / "configs" / f"{config}.yaml")
     problem = provenance_problem(state, official, solution)
     if problem:
-        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; rerun `{command(config, solution)}`", pytrace=False)
+        unfinished = problem.startswith("stopped")
+        fix = f"finish it with `{command(config, solution)} --resume`" if unfinished \
+            else f"train it again with `{command(config, solution)} --overwrite`"
+        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {fix}", pytrace=False)
     run_cfg = OmegaConf.create(state["config"])
     channels, size = DATASETS[run_cfg.data.name].shape(run_cfg.data)
     model = build_model(run_cfg.model, channels, size, True) if solution else model_class(channels, size)
@@ -60,8 +63,8 @@ def trained_model(config: str, model_class, solution: bool):
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
         pytest.fail(f"{os.path.relpath(path, ROOT)} holds weights that do not fit this DiffusionModel "
-                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): rerun "
-                    f"`{command(config, solution)}` with the current src/model.py", pytrace=False)
+                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): train it "
+                    f"again with `{command(config, solution)} --overwrite`", pytrace=False)
     return model.eval(), run_cfg
 
 
@@ -86,11 +89,11 @@ def provenance_problem(state: dict, official, solution: bool) -> str | None:
     for key, allowed in budget_of(official).items():
         if budget.get(key) != allowed:
             return (f"was trained with {key}={budget.get(key)}, but this level is graded at the official "
-                    f"{key}={allowed}: train without that override")
+                    f"{key}={allowed}, without that override")
     num_train = DATASETS[official.data.name].num_train(official.data)
     official_steps = total_steps(official.training, num_train // official.data.batch_size)
     if state["step"] < official_steps:
-        return f"stopped at step {state['step']} of {official_steps}: finish it with --resume"
+        return f"stopped at step {state['step']} of {official_steps}"
     if state["step"] > official_steps or state.get("images_seen") != official_steps * official.data.batch_size:
         return (f"records {state['step']} steps and {state.get('images_seen')} images seen, but the official budget "
                 f"is {official_steps} steps of {official.data.batch_size} images")

@@ -38,4 +38,4 @@ def test_validation_loss_at_most_the_references(model_class, solution, record_pr
         source = "the recorded reference score (src/harness/reference_scores.json)"
     assert loss <= reference, (
         f"validation loss {loss:.4f}, the reference's {reference:.4f} ({source}). Same budget, lower loss: "
-        f"improve src/model.py and rerun `{command('fashion_mnist', solution)}`")
+        f"improve src/model.py and train again with `{command('fashion_mnist', solution)} --overwrite`")
