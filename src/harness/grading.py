@@ -14,7 +14,7 @@ import pytest
 
 PARTS = {
     "basics": "the model's contract and a short training run",
-    "level1": "recognisable Fashion-MNIST samples",
+    "level1": "Fashion-MNIST samples, up to reference quality",
     "level2": "validation loss at most the reference's",
     "level3": "recognisable CIFAR-10 samples",
     "level4": "your own DDPM sampler",
