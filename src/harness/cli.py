@@ -21,7 +21,8 @@ from src.harness.quality import classifier_path, describe_quality, evaluate, eva
 from src.harness.samplers import get_sampler
 from src.harness.schedule import NoiseSchedule, validation_loss
 from src.harness.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
-                               autocast_factory, load_checkpoint, load_weights, pick_device, resolve_precision, train)
+                               autocast_factory, budget_of, check_resume, load_checkpoint, load_weights,
+                               pick_device, resolve_precision, train)
 
 # Failures a student can cause and fix; each carries a one-sentence message that says what to do.
 EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError, CheckpointError,
@@ -133,6 +134,8 @@ def run(cfg, args) -> int:
     out = output_dir(cfg, args.solution)
     checkpoint_path = out / "checkpoint.pt"
     state = check_run_folder(checkpoint_path, args)
+    if args.resume:  # before anything is written into the run folder
+        check_resume(state, budget_of(cfg), run_metadata(args.solution))
     if args.evaluate:
         cfg = evaluation_config(cfg, args.overrides, state, checkpoint_path)
     device = chosen_device(args.device)

@@ -187,7 +187,7 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
     budget, metadata = budget_of(cfg), metadata or {}
     if resume:
         state = load_checkpoint(checkpoint_path, map_location=device)
-        _check_resume(state, budget, metadata)
+        check_resume(state, budget, metadata)
         load_weights(model, state["model"], checkpoint_path)
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -262,21 +262,22 @@ def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: to
     return TrainResult(ema, step, (step - start_step) * batches.batch_size / max(elapsed, 1e-9), last_loss)
 
 
-def _check_resume(state: dict, budget: dict, metadata: dict) -> None:
+def check_resume(state: dict, budget: dict, metadata: dict) -> None:
     """Refuse to continue a checkpoint under another budget or other code: its record must stay true."""
+    new_run = "start a new run instead (--overwrite replaces this one, output.name=NEW keeps both)"
     if "budget" not in state:
         raise ResumeMismatchError("--resume: this checkpoint was written by an older version of the kata and does "
-                                  "not record its budget; start the run again without --resume")
+                                  f"not record its budget; {new_run}")
     for key, value in budget.items():
         if state["budget"].get(key) != value:
             raise ResumeMismatchError(f"--resume: this run was trained with {key}={state['budget'].get(key)}, but "
                                       f"this command asks for {key}={value}; resume with the run's own settings, "
-                                      "or start a new run")
+                                      f"or {new_run}")
     for key, value in metadata.items():
         if state.get(key) != value:
             what = "src/model.py" if key == "model_fingerprint" else key
             raise ResumeMismatchError(f"--resume: {what} changed since this run began, so its checkpoint holds "
-                                      "weights of other code; start a new run without --resume")
+                                      f"weights of other code; {new_run}")
 
 
 def cfg_container(cfg) -> dict:

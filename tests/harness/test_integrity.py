@@ -79,13 +79,17 @@ def test_resume_refuses_other_model_code(tmp_path):
               metadata={"model_fingerprint": "b"})
 
 
-def test_main_refuses_to_resume_with_another_budget_in_one_line(tmp_path):
+def test_main_refuses_to_resume_with_another_budget_in_one_line_and_touches_nothing(tmp_path):
     first = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}",
                      "training.max_steps=3", "output.animation=false")
     assert first.returncode == 0, first.stderr
+    run_folder = tmp_path / "smoke-solution"
+    before = {path.name: path.read_bytes() for path in run_folder.iterdir() if path.is_file()}
     again = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}", "--resume")
-    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.returncode == 1 and "Traceback" not in again.stderr and not again.stdout
     assert len(again.stderr.strip().splitlines()) == 1 and "training.max_steps=3" in again.stderr
+    after = {path.name: path.read_bytes() for path in run_folder.iterdir() if path.is_file()}
+    assert after == before, "a refused --resume must leave the run folder (config.yaml included) as it was"
 
 
 # ------------------------------------------------------------------------------- what a level accepts
