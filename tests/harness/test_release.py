@@ -10,12 +10,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from src.harness import autograder, release
+from src.harness.loading import model_fingerprint
+from src.harness.train import load_checkpoint
 from tests.harness.helpers import ROOT, kata_copy
 
 SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
@@ -177,6 +180,20 @@ def test_submission_found_in_a_repository_or_as_two_files(tmp_path):
     flat.mkdir()
     (flat / "model.py").write_text("x")
     assert autograder.find_submission(flat) == {"model": flat / "model.py", "checkpoints": {}}
+
+
+def test_retrain_replaces_the_submitted_checkpoint_with_a_run_of_the_submitted_model(tmp_path):
+    """The "retrain" setting; the official config is swapped for a short one here, so it takes seconds."""
+    kata = kata_copy(tmp_path, model=CORRECT_MODEL)
+    short = (kata / "configs" / "smoke.yaml").read_text().replace("epochs: 16", "epochs: 1")
+    (kata / "configs" / "fashion_mnist.yaml").write_text(short + "output:\n  name: fashion_mnist\n  animation: false\n")
+    submitted = kata / "outputs" / "fashion_mnist" / "checkpoint.pt"
+    submitted.parent.mkdir(parents=True)
+    submitted.write_bytes(b"weights trained elsewhere")
+    note = autograder.retrain(kata, sys.executable, None, time.monotonic() + 600, tmp_path / "work")
+    assert "exit status 0" in note, (tmp_path / "work" / "logs" / "retrain.log").read_text()
+    state = load_checkpoint(submitted)
+    assert state["step"] == state["total_steps"] and state["model_fingerprint"] == model_fingerprint(kata)
 
 
 # -------------------------------------------------------------------------------------- Gradescope, end to end
