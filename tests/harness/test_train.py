@@ -15,10 +15,12 @@ def _setup(tmp_path, *overrides):
     return smoke_training(tmp_path, "training.max_steps=6", *overrides)
 
 
-def _ctrl_c_at(step):
+def _ctrl_c_at(step, times=1):
+    """An on_step callback that presses Ctrl-C `times` times at once when training reaches `step`."""
     def on_step(current, logs, ema_model):
         if current == step:
-            signal.raise_signal(signal.SIGINT)
+            for _ in range(times):
+                signal.raise_signal(signal.SIGINT)
     return on_step
 
 
@@ -92,14 +94,8 @@ def test_weights_of_another_model_are_named(tmp_path):
 def test_ctrl_c_delivered_twice_at_once_stops_like_one(tmp_path):
     """`timeout` sends SIGINT to the process and to its group: one Ctrl-C that arrives twice."""
     cfg, model, schedule, images = _setup(tmp_path)
-
-    def twice_at_once(current, logs, ema_model):
-        if current == 3:
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=twice_at_once)
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=_ctrl_c_at(3, times=2))
     assert info.value.step == 3 and load_checkpoint(tmp_path / "c.pt")["step"] == 3
 
 
@@ -125,14 +121,8 @@ def test_a_second_ctrl_c_during_the_checkpoint_write_keeps_the_previous_one(tmp_
 def test_a_second_ctrl_c_before_any_checkpoint_says_none_was_written(tmp_path, monkeypatch):
     cfg, model, schedule, images = _setup(tmp_path)
     monkeypatch.setattr(train_module._StopOnCtrlC, "REPEAT_SECONDS", 0.0)
-
-    def twice(current, logs, ema_model):
-        if current == 2:
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=twice)
+        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=_ctrl_c_at(2, times=2))
     assert info.value.step is None and not (tmp_path / "c.pt").exists()
 
 
