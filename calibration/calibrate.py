@@ -132,11 +132,11 @@ def human_verdicts(dataset: str) -> dict:
 
 def grader_verdicts(quality: dict, dataset: str) -> dict:
     """The grader's two verdicts on one set of samples, in the form of human_verdicts."""
-    verdicts = {"recognisable": "fail" if judge(quality, dataset) else "pass"}
+    recognisable = not judge(quality, dataset)
+    verdicts = {"recognisable": "pass" if recognisable else "fail"}
     if "reference_fd_ratio" in THRESHOLDS[dataset]:
-        recognisable = verdicts["recognisable"] == "pass"
-        verdicts["as_good_as_reference"] = "pass" if recognisable and not judge_against_reference(quality, dataset) \
-            else "fail"
+        as_good = recognisable and not judge_against_reference(quality, dataset)
+        verdicts["as_good_as_reference"] = "pass" if as_good else "fail"
     return verdicts
 
 
