@@ -25,16 +25,15 @@ from torchvision.transforms.functional import gaussian_blur
 from calibration.train_zoo import zoo_run_dir
 from calibration.zoo import ZOO_MODELS
 from src.harness.cli import output_dir
-from src.harness.config import load_config
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
+from src.harness.paths import ROOT, official_config
 from src.harness.quality import (EVAL_SAMPLES, THRESHOLDS, edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference,
                                  sample_quality)
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import autocast_factory, load_checkpoint, resolve_precision, train
 from src.solution.model import DiffusionModel
 
-ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "calibration" / "grids"
 VERDICTS = ROOT / "calibration" / "verdicts.json"
 BARELY_TRAINED_STEPS = 60
@@ -146,7 +145,7 @@ def score_grid(dataset: str, key: str, real: torch.Tensor, classes: list[str]) -
 
 
 def calibration_table(dataset: str, overrides: list[str] = (), rescore: bool = False) -> str:
-    cfg = load_config(ROOT / "configs" / f"{dataset}.yaml", overrides)
+    cfg = official_config(dataset, overrides)
     data = load_data(cfg.data)
     real = to_model_range(data.val)
     verdicts = human_verdicts(dataset) if VERDICTS.exists() and dataset in json.loads(VERDICTS.read_text()) else {}

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from calibration.zoo import ZOO_MODELS
+from src.harness.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SPEED_ONLY = ["training.preview_every=0", "training.eval_every=0", "output.animation=false"]
 
 

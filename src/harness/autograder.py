@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-KATA = Path(__file__).resolve().parents[2]
+from src.harness.paths import ROOT
+
 DEFAULT_SETTINGS = {
     "parts": ["basics", "level1", "level2", "level4"],  # graded on Gradescope; level3 needs CIFAR-10 data
     "allow_library_models": False,  # True: model.py may import ready-made networks (diffusers)
@@ -117,10 +118,10 @@ def build_work_kata(work: Path, found: dict) -> Path:
     kata = work / "kata"
     if work.exists():
         shutil.rmtree(work)
-    for relative in student_files(KATA):
+    for relative in student_files(ROOT):
         target = kata / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(KATA / relative, target)
+        shutil.copy2(ROOT / relative, target)
     for name in ("model", "sampler"):
         if name in found:
             shutil.copy(found[name], kata / "src" / f"{name}.py")
@@ -178,11 +179,11 @@ class Suite:
         scratch = self.work / "tmp" / f"{self.name}-{attempt}"
         scratch.mkdir(parents=True)
         read_fd, write_fd = os.pipe()
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
-        env |= {"KATA_GRADE_EVENTS_FD": str(write_fd), "KATA_PROGRESS": "0", "HOME": str(scratch),
-                "KATA_BLOCKED_IMPORTS": ",".join(self.blocked), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("ROOT_EXTRA", "AUTOGRADER"))}
+        env |= {"ROOT_GRADE_EVENTS_FD": str(write_fd), "ROOT_PROGRESS": "0", "HOME": str(scratch),
+                "ROOT_BLOCKED_IMPORTS": ",".join(self.blocked), "PYTHONDONTWRITEBYTECODE": "1"}
         if self.drop:
-            env["KATA_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
+            env["ROOT_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
             os.chown(scratch, *self.drop)
         command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "src.harness.autograder_plugin",
                    "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
@@ -287,7 +288,7 @@ def grade(root: Path | None = None) -> dict:
     settings = load_settings(where["source"])
     begin = time.monotonic()
     deadline = begin + settings["time_budget_s"]
-    python = os.environ.get("KATA_CHILD_PYTHON", sys.executable)
+    python = os.environ.get("ROOT_CHILD_PYTHON", sys.executable)
     found = find_submission(where["submission"])
     zeroed = integrity(found, settings)
     kata = build_work_kata(where["work"], found)
@@ -345,7 +346,7 @@ def grade(root: Path | None = None) -> dict:
 def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
     """Train the submitted model at the official budget here (settings: retrain), replacing any submitted checkpoint."""
     shutil.rmtree(kata / "outputs" / "fashion_mnist", ignore_errors=True)
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ROOT_EXTRA", "AUTOGRADER"))}
     kwargs = {"user": drop[0], "group": drop[1], "extra_groups": []} if drop else {}
     if drop:
         (kata / "outputs").mkdir(exist_ok=True)
@@ -354,7 +355,7 @@ def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
     with open(work / "logs" / "retrain.log", "w") as log:
         try:
             done = subprocess.run([python, "main.py", "--config", "configs/fashion_mnist.yaml"], cwd=kata,
-                                  env=env | {"KATA_PROGRESS": "0", "HOME": str(work)}, stdout=log,
+                                  env=env | {"ROOT_PROGRESS": "0", "HOME": str(work)}, stdout=log,
                                   stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.monotonic() - 120),
                                   start_new_session=True, **kwargs)
             return f"retrained configs/fashion_mnist.yaml here (exit status {done.returncode})"

@@ -6,8 +6,9 @@ import importlib
 import traceback
 from pathlib import Path
 
+from src.harness.paths import ROOT
+
 STUDENT_FILES = {"model": "src/model.py", "sampler": "src/sampler.py", "utils": "src/utils.py"}
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 class StudentCodeError(Exception):
@@ -24,7 +25,7 @@ NO_REFERENCE = ("this copy of the kata has no reference solution (src/solution/ 
 
 def reference_available() -> bool:
     """Whether src/solution/ (the reference model and sampler) is part of this copy: the instructor's, not a student's."""
-    return (_ROOT / "src" / "solution" / "model.py").is_file() and (_ROOT / "src" / "solution" / "sampler.py").is_file()
+    return (ROOT / "src" / "solution" / "model.py").is_file() and (ROOT / "src" / "solution" / "sampler.py").is_file()
 
 
 def import_implementation(name: str, solution: bool = False):
@@ -73,7 +74,7 @@ def describe_exception(err: BaseException) -> str:
 
 def _relative(filename: str) -> str:
     try:
-        return Path(filename).resolve().relative_to(_ROOT).as_posix()
+        return Path(filename).resolve().relative_to(ROOT).as_posix()
     except ValueError:
         return filename
 
@@ -93,7 +94,7 @@ def check_prediction(prediction, x) -> None:
                                "do not move tensors to a device yourself: the harness moves the whole model")
 
 
-def model_fingerprint(root: Path = _ROOT) -> str:
+def model_fingerprint(root: Path = ROOT) -> str:
     """A hash of the code of src/model.py and src/utils.py, blind to comments, docstrings and formatting.
 
     main.py records it in a student run's checkpoint and the level tests compare it with the files being

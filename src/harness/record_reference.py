@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 
-from src.harness.config import load_config
 from src.harness.loading import import_implementation
+from src.harness.paths import ROOT, official_config
 from src.harness.train import resolve_precision
-from tests.conftest import ROOT
 from tests.graded import recorded
 
 DATASETS = ("fashion_mnist", "cifar10")
@@ -30,7 +29,7 @@ def reference_parameters() -> dict[str, int]:
     counts = {}
     for dataset in DATASETS:
         channels, size = {"fashion_mnist": (1, 28), "cifar10": (3, 32)}[dataset]
-        net = model.DiffusionModel(channels, size, **load_config(ROOT / "configs" / f"{dataset}.yaml").model)
+        net = model.DiffusionModel(channels, size, **official_config(dataset).model)
         counts[dataset] = sum(p.numel() for p in net.parameters())
     return counts
 

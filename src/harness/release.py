@@ -19,7 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from src.harness.paths import ROOT
+
 
 # Paths (a folder ends with "/") that stay in the instructor repository.
 INSTRUCTOR_ONLY = (

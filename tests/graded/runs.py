@@ -9,11 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from src.harness.cli import output_dir
-from src.harness.config import load_config
 from src.harness.data import DATASETS
 from src.harness.loading import build_model, model_fingerprint
+from src.harness.paths import ROOT, official_config
 from src.harness.train import budget_of, load_checkpoint, total_steps
-from tests.conftest import ROOT
 
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
 
@@ -23,7 +22,7 @@ def command(config: str, solution: bool) -> str:
 
 
 def checkpoint_path(config: str, solution: bool):
-    return ROOT / output_dir(load_config(ROOT / "configs" / f"{config}.yaml"), solution) / "checkpoint.pt"
+    return ROOT / output_dir(official_config(config), solution) / "checkpoint.pt"
 
 
 def train_reference(config: str) -> None:
@@ -49,7 +48,7 @@ def trained_model(config: str, model_class, solution: bool):
         pytest.fail(f"no trained model yet: run `{command(config, solution)}` first "
                     f"(it writes {os.path.relpath(path, ROOT)})", pytrace=False)
     state = _load(path)
-    official = load_config(ROOT / "configs" / f"{config}.yaml")
+    official = official_config(config)
     problem = provenance_problem(state, official, solution)
     if problem:
         unfinished = problem.startswith("stopped")

@@ -4,16 +4,15 @@ from functools import lru_cache
 
 import pytest
 
-from src.harness.config import load_config
 from src.harness.data import load_data, to_model_range
 from src.harness.loading import reference_available
+from src.harness.paths import official_config
 from src.harness.schedule import NoiseSchedule, validation_loss
-from tests.conftest import ROOT
 from tests.graded.runs import checkpoint_path, command, recorded_reference, trained_model
 
 
 def fashion_mnist_validation_loss(model, run_cfg) -> float:
-    official = load_config(ROOT / "configs" / "fashion_mnist.yaml")
+    official = official_config("fashion_mnist")
     images = to_model_range(load_data(official.data).val)
     return validation_loss(model, NoiseSchedule.from_config(run_cfg.diffusion), images,
                            official.training.val_batch_size)["loss"]

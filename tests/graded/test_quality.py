@@ -12,12 +12,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.config import load_config
 from src.harness.data import load_data, to_model_range
+from src.harness.paths import official_config
 from src.harness.quality import evaluate, judge, judge_against_reference
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import autocast_factory, resolve_precision
-from tests.conftest import ROOT
 from tests.graded.runs import command, trained_model
 
 
@@ -25,7 +24,7 @@ from tests.graded.runs import command, trained_model
 def checkpoint_quality(config: str, model_class, solution: bool) -> dict:
     """The evaluation main.py prints, recomputed from the checkpoint: 256 DDIM samples from a fixed seed."""
     model, run_cfg = trained_model(config, model_class, solution)
-    official = load_config(ROOT / "configs" / f"{config}.yaml")
+    official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
     device = torch.device("cpu")

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from src.harness.data import load_data, to_model_range
+from src.harness.paths import official_config
 from src.harness.schedule import NoiseSchedule, validation_loss
 from src.harness.train import train
-from tests.conftest import ROOT
 from tests.graded.recorded import reference
 
 STEPS = 40
@@ -16,9 +16,8 @@ REFERENCE_MARGIN = 1.6  # ... and end at most this multiple of the reference's o
 
 def _short_run(model_class, workdir) -> tuple[float, float]:
     """Validation loss before and after STEPS steps on synthetic 1x28x28 shapes (seed 0)."""
-    from src.harness.config import load_config
 
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", [
+    cfg = official_config("smoke", [
         "data.image_size=28", "data.num_train=512", "data.num_val=128", "data.batch_size=32",
         f"training.max_steps={STEPS}", "training.warmup_steps=10", "training.lr=1e-3",
         "training.checkpoint_every=100000", "diffusion.num_timesteps=1000"])

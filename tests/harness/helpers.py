@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.harness.config import load_config
+from src.harness.paths import ROOT, official_config
 
-ROOT = Path(__file__).resolve().parents[2]
 
 # Untouched stubs, as a student first sees them (the real files may already hold the student's work).
 STUB_MODEL = """
@@ -28,7 +27,7 @@ def sample(model, schedule, shape, generator=None):
 
 def smoke_config(tmp_path: Path, *overrides: str):
     """configs/smoke.yaml with outputs under tmp_path, plus overrides."""
-    return load_config(ROOT / "configs" / "smoke.yaml", [f"output.root={tmp_path / 'outputs'}", *overrides])
+    return official_config("smoke", [f"output.root={tmp_path / 'outputs'}", *overrides])
 
 
 def smoke_training(tmp_path: Path, *overrides: str):

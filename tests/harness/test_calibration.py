@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
 from src.harness.config import DataConfig
 from src.harness.data import load_data, to_model_range
-from tests.conftest import SHARED_DATA
+from src.harness.paths import SHARED_DATA
 
 FOLDERS = {"fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}
 

@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from src.harness.cli import error_message, main
+from src.harness.paths import ROOT
 from src.harness.train import load_checkpoint
-from tests.harness.helpers import ROOT, STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
+from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
 
 
 def test_smoke_run_writes_every_output(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from src.harness.cli import main
 from src.harness.config import ConfigError, load_config
-from tests.harness.helpers import ROOT
+from src.harness.paths import ROOT, official_config
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -16,7 +16,7 @@ def test_shipped_configs_load(path):
 
 
 def test_overrides_are_typed():
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", ["training.epochs=3", "data.batch_size=256"])
+    cfg = official_config("smoke", ["training.epochs=3", "data.batch_size=256"])
     assert cfg.training.epochs == 3 and cfg.data.batch_size == 256
 
 
@@ -34,7 +34,7 @@ def test_overrides_are_typed():
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
     with pytest.raises(ConfigError) as info:
-        load_config(ROOT / "configs" / "smoke.yaml", [override])
+        official_config("smoke", [override])
     message = str(info.value)
     assert "\n" not in message
     for part in expected:
@@ -49,9 +49,9 @@ def test_cli_prints_one_line_and_exits_nonzero(capsys):
 
 def test_data_root_follows_the_environment(monkeypatch):
     monkeypatch.setenv("KATA_DATA_ROOT", "/somewhere/data")
-    assert load_config(ROOT / "configs" / "fashion_mnist.yaml").data.root == "/somewhere/data"
+    assert official_config("fashion_mnist").data.root == "/somewhere/data"
     monkeypatch.delenv("KATA_DATA_ROOT")
-    assert load_config(ROOT / "configs" / "fashion_mnist.yaml").data.root == "data"
+    assert official_config("fashion_mnist").data.root == "data"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -77,6 +77,6 @@ def test_a_missing_config_file_lists_the_shipped_ones(tmp_path):
 @pytest.mark.parametrize("config", ["fashion_mnist", "cifar10"])
 def test_too_few_validation_images_for_the_quality_score_are_refused(config):
     with pytest.raises(ConfigError, match="data.num_val' = 100 .* at least 512"):
-        load_config(ROOT / "configs" / f"{config}.yaml", ["data.num_val=100"])
-    assert load_config(ROOT / "configs" / f"{config}.yaml", ["data.num_val=512"]).data.num_val == 512
-    assert load_config(ROOT / "configs" / "smoke.yaml", ["data.num_val=2"]).data.num_val == 2, "no score, no limit"
+        official_config(config, ["data.num_val=100"])
+    assert official_config(config, ["data.num_val=512"]).data.num_val == 512
+    assert official_config("smoke", ["data.num_val=2"]).data.num_val == 2, "no score, no limit"

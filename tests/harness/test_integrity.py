@@ -8,14 +8,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.config import load_config
 from src.harness.grading import gradable
 from src.harness.loading import StudentCodeError, model_fingerprint
+from src.harness.paths import ROOT, official_config
 from src.harness.train import ResumeMismatchError, budget_of, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
-from tests.harness.helpers import ROOT, kata_copy, run_main, run_pytest, smoke_training
+from tests.harness.helpers import kata_copy, run_main, run_pytest, smoke_training
 
-OFFICIAL = load_config(ROOT / "configs" / "fashion_mnist.yaml")
+OFFICIAL = official_config("fashion_mnist")
 OFFICIAL_CONTAINER = OmegaConf.to_container(OFFICIAL, resolve=True)
 OFFICIAL_STEPS = 2 * (60_000 // 128)
 

@@ -9,9 +9,9 @@ from torchvision.transforms.functional import gaussian_blur
 
 from src.harness.config import DataConfig
 from src.harness.data import load_data, to_model_range
+from src.harness.paths import SHARED_DATA
 from src.harness.quality import (CLASSIFIERS, EVAL_SAMPLES, THRESHOLDS, classifier_card, classifier_path,
                                  edge_ratio, fd_ratio, frechet_distance, judge, load_classifier, sample_quality)
-from tests.conftest import SHARED_DATA
 from tests.graded.runs import REFERENCE_SCORES
 
 MIN_ACCURACY = {"fashion_mnist": 0.92, "cifar10": 0.80}

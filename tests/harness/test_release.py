@@ -18,8 +18,9 @@ import pytest
 
 from src.harness import autograder, release
 from src.harness.loading import model_fingerprint
+from src.harness.paths import ROOT
 from src.harness.train import load_checkpoint
-from tests.harness.helpers import ROOT, kata_copy
+from tests.harness.helpers import kata_copy
 
 SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
 CORRECT_MODEL = (ROOT / "calibration" / "zoo" / "plain_unet.py").read_text()

@@ -5,10 +5,11 @@ import torch
 from omegaconf import OmegaConf
 
 from src.harness.config import SamplingConfig
+from src.harness.paths import ROOT
 from src.harness.samplers import SAMPLERS, ddim
 from src.harness.schedule import NoiseSchedule
 from tests.graded.test_sampler import GaussianDataDenoiser, RecordingModel
-from tests.harness.helpers import ROOT, run_main
+from tests.harness.helpers import run_main
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
