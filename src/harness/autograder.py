@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from src.harness.paths import ROOT
@@ -179,11 +180,11 @@ class Suite:
         scratch = self.work / "tmp" / f"{self.name}-{attempt}"
         scratch.mkdir(parents=True)
         read_fd, write_fd = os.pipe()
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("ROOT_EXTRA", "AUTOGRADER"))}
-        env |= {"ROOT_GRADE_EVENTS_FD": str(write_fd), "ROOT_PROGRESS": "0", "HOME": str(scratch),
-                "ROOT_BLOCKED_IMPORTS": ",".join(self.blocked), "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
+        env |= {"KATA_GRADE_EVENTS_FD": str(write_fd), "KATA_PROGRESS": "0", "HOME": str(scratch),
+                "KATA_BLOCKED_IMPORTS": ",".join(self.blocked), "PYTHONDONTWRITEBYTECODE": "1"}
         if self.drop:
-            env["ROOT_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
+            env["KATA_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
             os.chown(scratch, *self.drop)
         command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "src.harness.autograder_plugin",
                    "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
@@ -197,17 +198,17 @@ class Suite:
         self._watch(child, os.fdopen(read_fd, "rb"), first=attempt == 0)
 
     def _watch(self, child, stream, first: bool) -> None:
+        """Follow the child's test events until it ends, a test overruns its timeout, or the budget runs out."""
         selector = selectors.DefaultSelector()
         selector.register(stream, selectors.EVENT_READ)
-        buffer, current, started, finished, collected = b"", None, 0.0, False, not first
-        killed = None
+        buffer, watch, killed = b"", _Watch(collected=not first), None
         while True:
             limit = self.deadline
-            if current is not None:
-                limit = min(limit, started + self.tests[current]["timeout"] + self.settings["grace_s"])
+            if watch.current is not None:
+                limit = min(limit, watch.started + self.tests[watch.current]["timeout"] + self.settings["grace_s"])
             wait = limit - time.monotonic()
             if wait <= 0:
-                killed = "timed out" if current is not None else "the autograder's time budget ran out"
+                killed = "timed out" if watch.current is not None else "the autograder's time budget ran out"
                 _kill(child)
                 break
             if not selector.select(timeout=min(wait, 5.0)):
@@ -215,49 +216,72 @@ class Suite:
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict) or finished:
-                    continue
-                kind = event.get("event")
-                if kind == "collected" and not collected:
-                    collected = True
-                    for entry in event.get("tests", []):
-                        self.tests[entry["nodeid"]] = entry | {"status": "not run", "output": "not run"}
-                elif kind == "start" and current is None and self.tests.get(event.get("nodeid"), {}).get(
-                        "status") == "not run":
-                    current, started = event["nodeid"], time.monotonic()
-                    self.tests[current]["status"] = "running"
-                elif kind == "outcome" and event.get("nodeid") == current:
-                    status = "passed" if event.get("status") == "passed" else "failed"
-                    self.tests[current].update(status=status, output=str(event.get("output", ""))[:20000],
-                                               properties=event.get("properties") or {},
-                                               seconds=round(time.monotonic() - started, 1))
-                    current = None
-                elif kind == "finish":
-                    finished = True  # nothing after the session's end counts (an atexit handler, say)
+            *lines, buffer = (buffer + chunk).split(b"\n")
+            for event in _events(lines):
+                if not watch.finished:
+                    self._record(event, watch)
         selector.close()
         stream.close()
         if child.poll() is None:
             _kill(child)
         child.wait()
+        self._settle(watch, killed, first)
+
+    def _record(self, event: dict, watch: "_Watch") -> None:
+        """Apply one event of the child (collected, start, outcome, finish) to the test entries."""
+        kind = event.get("event")
+        if kind == "collected" and not watch.collected:
+            watch.collected = True
+            for entry in event.get("tests", []):
+                self.tests[entry["nodeid"]] = entry | {"status": "not run", "output": "not run"}
+        elif kind == "start" and watch.current is None and self.tests.get(event.get("nodeid"), {}).get(
+                "status") == "not run":
+            watch.current, watch.started = event["nodeid"], time.monotonic()
+            self.tests[watch.current]["status"] = "running"
+        elif kind == "outcome" and event.get("nodeid") == watch.current:
+            status = "passed" if event.get("status") == "passed" else "failed"
+            self.tests[watch.current].update(status=status, output=str(event.get("output", ""))[:20000],
+                                             properties=event.get("properties") or {},
+                                             seconds=round(time.monotonic() - watch.started, 1))
+            watch.current = None
+        elif kind == "finish":
+            watch.finished = True  # nothing after the session's end counts (an atexit handler, say)
+
+    def _settle(self, watch: "_Watch", killed: str | None, first: bool) -> None:
+        """After the child ended: record its memory, fail the test it died in, note a suite that never started."""
         import resource
 
         self.peak_rss_kb = max(self.peak_rss_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-        if current is not None:
-            reason = (f"timed out after {self.tests[current]['timeout']:g} s (killed)" if killed == "timed out"
+        if watch.current is not None:
+            reason = (f"timed out after {self.tests[watch.current]['timeout']:g} s (killed)" if killed == "timed out"
                       else "did not finish: the process ended or was killed during this test")
-            self.tests[current].update(status="failed", output=reason)
-        if not collected or (first and not self.tests):
+            self.tests[watch.current].update(status="failed", output=reason)
+        if not watch.collected or (first and not self.tests):
             self.tests.setdefault("<collection>", {
                 "nodeid": "<collection>", "name": f"{self.name} tests could not be collected", "part": "other",
                 "max_score": 0.0, "visibility": "visible", "status": "failed", "timeout": 0,
                 "output": "the graded tests did not start; see the autograder log", "properties": {}})
+
+
+@dataclass
+class _Watch:
+    """Where a child's test run stands: the test running now (since `started`), and what has been seen."""
+
+    collected: bool
+    current: str | None = None
+    started: float = 0.0
+    finished: bool = False
+
+
+def _events(lines: list[bytes]):
+    """The JSON objects among the lines of the event pipe (anything else is skipped)."""
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event
 
 
 def _kill(child) -> None:
@@ -282,18 +306,15 @@ def hidden_source_lines(hidden: Path) -> set[str]:
 
 
 def grade(root: Path | None = None) -> dict:
-    from src.harness.grading import gradescope_results
-
     where = paths(root)
     settings = load_settings(where["source"])
     begin = time.monotonic()
     deadline = begin + settings["time_budget_s"]
-    python = os.environ.get("ROOT_CHILD_PYTHON", sys.executable)
+    python = os.environ.get("KATA_CHILD_PYTHON", sys.executable)
     found = find_submission(where["submission"])
     zeroed = integrity(found, settings)
     kata = build_work_kata(where["work"], found)
     drop = unprivileged(settings, python)
-    blocked = list(REFERENCE_MODULES[:1]) + ([] if settings["allow_library_models"] else list(LIBRARY_MODULES))
     if drop:
         for private in (where["source"], where["results"].parent):
             private.mkdir(parents=True, exist_ok=True)
@@ -303,24 +324,7 @@ def grade(root: Path | None = None) -> dict:
              "tests run as an unprivileged user" if drop else "tests run as the autograder's own user"]
     if settings["retrain"]:
         notes.append(retrain(kata, python, drop, deadline, where["work"]))
-    marker = " or ".join(settings["parts"])
-    suites = [Suite(kata, where["work"], python, ["tests/graded"], marker, settings, deadline, drop, blocked, "graded")]
-    entries = list(suites[0].run().values())
-    hidden_src = where["source"] / "hidden_tests"
-    secret = set()
-    if hidden_src.is_dir() and any(hidden_src.rglob("test_*.py")):
-        secret = hidden_source_lines(hidden_src)
-        hidden = kata / "tests" / "hidden"
-        shutil.copytree(hidden_src, hidden)
-        os.chmod(hidden, 0o700)
-        suites.append(Suite(kata, where["work"], python, ["tests/hidden"], marker, settings, deadline, drop,
-                            blocked, "hidden"))
-        hidden_entries = list(suites[1].run().values())
-        shutil.rmtree(hidden)
-        for entry in hidden_entries:
-            if not entry.get("visibility_set"):
-                entry["visibility"] = settings["hidden_visibility"]
-        entries += hidden_entries
+    entries, suites, secret = run_suites(kata, where, python, settings, deadline, drop)
     for entry in entries:
         if entry["part"] in zeroed:
             entry.update(status="failed", output=zeroed[entry["part"]])
@@ -328,8 +332,42 @@ def grade(root: Path | None = None) -> dict:
             entry["status"] = "failed"
         if secret and any(line in entry["output"] for line in secret):
             entry["output"] = "output withheld: it quoted a hidden test"
+    return results_json(entries, suites, zeroed, notes, time.monotonic() - begin, drop)
+
+
+def run_suites(kata: Path, where: dict, python: str, settings: dict, deadline: float, drop):
+    """Run the graded tests, then the instructor's hidden tests if the bundle holds some.
+
+    Returns (test entries, the suites run, the hidden tests' source lines that no output may quote).
+    """
+    blocked = list(REFERENCE_MODULES[:1]) + ([] if settings["allow_library_models"] else list(LIBRARY_MODULES))
+    marker = " or ".join(settings["parts"])
+
+    def suite(folder: str, name: str) -> Suite:
+        return Suite(kata, where["work"], python, [folder], marker, settings, deadline, drop, blocked, name)
+
+    suites = [suite("tests/graded", "graded")]
+    entries = list(suites[0].run().values())
+    hidden_src = where["source"] / "hidden_tests"
+    if not (hidden_src.is_dir() and any(hidden_src.rglob("test_*.py"))):
+        return entries, suites, set()
+    hidden = kata / "tests" / "hidden"
+    shutil.copytree(hidden_src, hidden)
+    os.chmod(hidden, 0o700)
+    suites.append(suite("tests/hidden", "hidden"))
+    hidden_entries = list(suites[1].run().values())
+    shutil.rmtree(hidden)
+    for entry in hidden_entries:
+        if not entry.get("visibility_set"):
+            entry["visibility"] = settings["hidden_visibility"]
+    return entries + hidden_entries, suites, hidden_source_lines(hidden_src)
+
+
+def results_json(entries: list[dict], suites: list, zeroed: dict, notes: list[str], seconds: float, drop) -> dict:
+    """Gradescope's results.json: the tests, a summary with time and memory, and the Level 2 leaderboard."""
+    from src.harness.grading import gradescope_results
+
     results = gradescope_results(entries)
-    seconds = time.monotonic() - begin
     peak = max(suite.peak_rss_kb for suite in suites) / 1024
     results["output"] += (f" ({seconds:.0f} s, peak memory {peak:.0f} MiB)\n" + "\n".join(notes)
                           + "".join(f"\n{reason} ({part})" for part, reason in sorted(zeroed.items())))
@@ -346,7 +384,7 @@ def grade(root: Path | None = None) -> dict:
 def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
     """Train the submitted model at the official budget here (settings: retrain), replacing any submitted checkpoint."""
     shutil.rmtree(kata / "outputs" / "fashion_mnist", ignore_errors=True)
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("ROOT_EXTRA", "AUTOGRADER"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
     kwargs = {"user": drop[0], "group": drop[1], "extra_groups": []} if drop else {}
     if drop:
         (kata / "outputs").mkdir(exist_ok=True)
@@ -355,7 +393,7 @@ def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
     with open(work / "logs" / "retrain.log", "w") as log:
         try:
             done = subprocess.run([python, "main.py", "--config", "configs/fashion_mnist.yaml"], cwd=kata,
-                                  env=env | {"ROOT_PROGRESS": "0", "HOME": str(work)}, stdout=log,
+                                  env=env | {"KATA_PROGRESS": "0", "HOME": str(work)}, stdout=log,
                                   stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.monotonic() - 120),
                                   start_new_session=True, **kwargs)
             return f"retrained configs/fashion_mnist.yaml here (exit status {done.returncode})"
