@@ -6,7 +6,8 @@ message is one line naming the key and what is allowed.
 """
 
 import difflib
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -18,19 +19,49 @@ class ConfigError(ValueError):
     """A configuration value is missing, misspelt, of the wrong type or out of range."""
 
 
+# Allowed values, attached to a field as metadata and checked by `validate`: (what is allowed, test).
+POSITIVE = ("a number > 0", lambda value: value > 0)
+NON_NEGATIVE = ("a number >= 0", lambda value: value >= 0)
+FRACTION = ("a number in [0, 1]", lambda value: 0 <= value <= 1)
+POSITIVE_OR_NULL = ("null or an integer > 0", lambda value: value is None or value > 0)
+
+
+def checked(default, rule: tuple[str, Callable]):
+    """A config field whose value must pass `rule`."""
+    return field(default=default, metadata={"rule": rule})
+
+
+def one_of(default: str, choices: Callable[[], Iterable[str]]):
+    """A config field whose value must be one of `choices()` (a registry, read when the config is checked)."""
+    return field(default=default, metadata={"choices": choices})
+
+
+def _datasets():
+    from src.harness.data import DATASETS  # torch-heavy: imported only when a config is checked
+
+    return DATASETS
+
+
+def _samplers():
+    from src.harness.samplers import SAMPLERS
+
+    return SAMPLERS
+
+
+
 @dataclass
 class DataConfig:
-    name: str = "fashion_mnist"  # a key of harness.data.DATASETS
+    name: str = one_of("fashion_mnist", _datasets)  # a key of harness.data.DATASETS
     root: str = "${oc.env:KATA_DATA_ROOT,data}"  # dataset folder (torchvision layout); env KATA_DATA_ROOT sets it
     download: bool = True  # let torchvision download missing files when online
     verify_md5: bool = True  # false: accept mirrors whose files are complete but fail torchvision's md5
-    batch_size: int = 128
-    num_val: int = 1000  # held-out validation images, a fixed subset of the test split
+    batch_size: int = checked(128, POSITIVE)
+    num_val: int = checked(1000, POSITIVE)  # held-out validation images, a fixed subset of the test split
     hflip: bool = True  # random horizontal flips during training
     # Only for `synthetic`: the generated images' shape and count.
-    channels: int = 1
-    image_size: int = 16
-    num_train: int = 512
+    channels: int = checked(1, POSITIVE)
+    image_size: int = checked(16, POSITIVE)
+    num_train: int = checked(512, POSITIVE)
 
 
 @dataclass
@@ -46,37 +77,37 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    num_timesteps: int = 1000  # T
-    schedule: str = "linear"  # linear | cosine
+    num_timesteps: int = checked(1000, POSITIVE)  # T
+    schedule: str = one_of("linear", lambda: ("linear", "cosine"))
     beta_start: float = 1e-4  # linear schedule only
     beta_end: float = 0.02  # linear schedule only
 
 
 @dataclass
 class TrainingConfig:
-    epochs: int = 10
-    max_steps: int | None = None  # stop earlier than `epochs` (the LR schedule follows this budget)
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1  # the cosine schedule ends at lr * min_lr_ratio
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    precision: str = "auto"  # auto | fp32 | bf16 (bfloat16 autocast)
-    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end and on Ctrl-C
-    log_every: int = 10  # steps between progress-bar updates (and NaN checks)
-    eval_every: int = 100  # steps between validation points on curves.png (0: none)
-    preview_every: int = 250  # steps between sample grids in previews/ (0: none)
-    val_batch_size: int = 500
+    epochs: int = checked(10, POSITIVE)
+    max_steps: int | None = checked(None, POSITIVE_OR_NULL)  # stop earlier than `epochs` (the LR schedule follows)
+    lr: float = checked(2e-3, POSITIVE)
+    weight_decay: float = checked(0.0, NON_NEGATIVE)
+    warmup_steps: int = checked(100, NON_NEGATIVE)
+    min_lr_ratio: float = checked(0.1, FRACTION)  # the cosine schedule ends at lr * min_lr_ratio
+    grad_clip: float = checked(1.0, NON_NEGATIVE)
+    ema_decay: float = checked(0.999, FRACTION)
+    precision: str = one_of("auto", lambda: ("auto", "fp32", "bf16"))  # bf16: bfloat16 autocast
+    checkpoint_every: int = checked(500, POSITIVE)  # steps; a checkpoint is also written at the end and on Ctrl-C
+    log_every: int = checked(10, POSITIVE)  # steps between progress-bar updates (and NaN checks)
+    eval_every: int = checked(100, NON_NEGATIVE)  # steps between validation points on curves.png (0: none)
+    preview_every: int = checked(250, NON_NEGATIVE)  # steps between sample grids in previews/ (0: none)
+    val_batch_size: int = checked(500, POSITIVE)
 
 
 @dataclass
 class SamplingConfig:
-    sampler: str = "ddim"  # a key of harness.samplers.SAMPLERS; --custom-sampler uses your src/sampler.py
-    steps: int = 50  # model calls per sample, for samplers that skip timesteps (ddim)
-    num_samples: int = 64
+    sampler: str = one_of("ddim", _samplers)  # --custom-sampler uses your src/sampler.py instead
+    steps: int = checked(50, POSITIVE)  # model calls per sample, for samplers that skip timesteps (ddim)
+    num_samples: int = checked(64, POSITIVE)
     seed: int = 0
-    animation_frames: int = 40  # frames of animation.gif, from x_T to x_0
+    animation_frames: int = checked(40, POSITIVE)  # frames of animation.gif, from x_T to x_0
 
 
 @dataclass
@@ -151,39 +182,31 @@ def _check(ok: bool, key: str, value, allowed: str) -> None:
         raise ConfigError(f"config key '{key}' = {value!r} is out of range; allowed: {allowed}")
 
 
-def _choice(cfg: DictConfig, key: str, choices) -> None:
-    value = OmegaConf.select(cfg, key)
-    _check(value in choices, key, value, "one of " + ", ".join(sorted(choices)))
+def _checked_fields(cls, prefix: str = ""):
+    """(dotted key, metadata) of every field of `cls` and its nested sections that carries a rule or choices."""
+    for f in fields(cls):
+        if is_dataclass(f.type):
+            yield from _checked_fields(f.type, f"{prefix}{f.name}.")
+        elif f.metadata:
+            yield prefix + f.name, f.metadata
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first out-of-range value."""
-    # Imported here: the registries import torch-heavy modules, and the config must load without them.
-    from src.harness.data import DATASETS
-    from src.harness.quality import EVAL_SAMPLES, classifier_path
-    from src.harness.samplers import SAMPLERS
+    """Raise ConfigError on the first out-of-range value: each field's own rule, then the rules between fields."""
+    for key, spec in _checked_fields(Config):
+        value = OmegaConf.select(cfg, key)
+        if "choices" in spec:
+            choices = spec["choices"]()
+            _check(value in choices, key, value, "one of " + ", ".join(sorted(choices)))
+        else:
+            allowed, test = spec["rule"]
+            _check(test(value), key, value, allowed)
+    _check_between_fields(cfg)
 
-    _choice(cfg, "data.name", DATASETS)
-    _choice(cfg, "diffusion.schedule", {"linear", "cosine"})
-    _choice(cfg, "training.precision", {"auto", "fp32", "bf16"})
-    _choice(cfg, "sampling.sampler", SAMPLERS)
-    positive = [
-        "data.batch_size", "data.num_val", "data.channels", "data.image_size", "data.num_train",
-        "diffusion.num_timesteps", "training.epochs", "training.lr", "training.checkpoint_every",
-        "training.log_every", "training.val_batch_size", "sampling.num_samples", "sampling.steps", "sampling.animation_frames",
-    ]
-    for key in positive:
-        value = OmegaConf.select(cfg, key)
-        _check(value > 0, key, value, "a number > 0")
-    for key in ["training.weight_decay", "training.warmup_steps", "training.grad_clip", "training.eval_every",
-                "training.preview_every"]:
-        value = OmegaConf.select(cfg, key)
-        _check(value >= 0, key, value, "a number >= 0")
-    if cfg.training.max_steps is not None:
-        _check(cfg.training.max_steps > 0, "training.max_steps", cfg.training.max_steps, "null or an integer > 0")
-    for key in ["training.ema_decay", "training.min_lr_ratio"]:
-        value = OmegaConf.select(cfg, key)
-        _check(0 <= value <= 1, key, value, "a number in [0, 1]")
+
+def _check_between_fields(cfg: DictConfig) -> None:
+    from src.harness.quality import EVAL_SAMPLES, classifier_path  # torch-heavy: imported only when needed
+
     if classifier_path(cfg.data.name).exists():
         _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
                f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "

@@ -28,11 +28,6 @@ class DiffusionModel(nn.Module):
         super().__init__()
         block_out_channels = tuple(block_out_channels)
         attention = tuple(attention) if attention is not None else (False,) * len(block_out_channels)
-        if any(c % norm_num_groups for c in block_out_channels):
-            raise ValueError(f"norm_num_groups={norm_num_groups} must divide every entry of "
-                             f"block_out_channels={block_out_channels}")
-        if len(attention) != len(block_out_channels):
-            raise ValueError("attention needs one flag per entry of block_out_channels")
         multiple = 2 ** (len(block_out_channels) - 1)
         self.image_size = image_size
         self.padded_size = -(-image_size // multiple) * multiple
