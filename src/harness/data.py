@@ -7,7 +7,7 @@ uint8 until a batch is taken (fast on a CPU, no worker processes); the model see
 import gzip
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ class DataNotFoundError(DataError, FileNotFoundError):
 
 @dataclass
 class ImageData:
-    """train: (N, C, H, W) uint8, val: (M, C, H, W) uint8, labels: int64 class indices into `classes`."""
+    """train: (N, C, H, W) uint8, val: (M, C, H, W) uint8 (held out), labels: (N,), (M,) int64 indices into `classes`."""
 
     train: torch.Tensor
     train_labels: torch.Tensor
@@ -44,6 +44,11 @@ class ImageData:
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return images.float().div(127.5).sub(1)
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """The seed of draw number `index` (an epoch, a step) of a run seeded `seed`: distinct for every pair in use."""
+    return seed * 1_000_003 + index
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -84,7 +89,7 @@ def _find_fashion_mnist(raw: Path) -> list[Path] | None:
     return found
 
 
-def load_fashion_mnist(cfg) -> tuple:
+def load_fashion_mnist(cfg) -> ImageData:
     """Reads `<root>/FashionMNIST/raw/` (the four files, gzipped or not); downloads them with torchvision if allowed."""
     raw = Path(cfg.root) / "FashionMNIST" / "raw"
     files = _find_fashion_mnist(raw)
@@ -94,7 +99,7 @@ def load_fashion_mnist(cfg) -> tuple:
     if files is None:
         raise DataNotFoundError(_missing_message("Fashion-MNIST", raw, [f + ".gz" for f in FASHION_MNIST_FILES]))
     train_x, train_y, test_x, test_y = (torch.from_numpy(_read_idx(p).copy()) for p in files)
-    return train_x[:, None], train_y.long(), test_x[:, None], test_y.long(), FASHION_MNIST_CLASSES
+    return ImageData(train_x[:, None], train_y.long(), test_x[:, None], test_y.long(), FASHION_MNIST_CLASSES)
 
 
 # ---------------------------------------------------------------------------------------------------- CIFAR-10
@@ -103,7 +108,7 @@ CIFAR10_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                  "test_batch", "batches.meta"]
 
 
-def load_cifar10(cfg) -> tuple:
+def load_cifar10(cfg) -> ImageData:
     """`<root>/cifar-10-batches-py/` (the "python version"), downloaded by torchvision if missing and allowed.
 
     Every file is read before the md5 check, so a damaged file is named as such; `verify_md5=false` accepts
@@ -122,9 +127,10 @@ def load_cifar10(cfg) -> tuple:
                         "copy that was rebuilt (like the course's shared data folder), set data.verify_md5=false")
     train = [batches[name] for name in CIFAR10_FILES if name.startswith("data_batch")]
     test = batches["test_batch"]
-    return (torch.from_numpy(np.concatenate([b["data"] for b in train])),
-            torch.from_numpy(np.concatenate([b["labels"] for b in train])),
-            torch.from_numpy(test["data"]), torch.from_numpy(test["labels"]), batches["batches.meta"]["label_names"])
+    return ImageData(torch.from_numpy(np.concatenate([b["data"] for b in train])),
+                     torch.from_numpy(np.concatenate([b["labels"] for b in train])),
+                     torch.from_numpy(test["data"]), torch.from_numpy(test["labels"]),
+                     batches["batches.meta"]["label_names"])
 
 
 def _cifar_present(folder: Path) -> bool:
@@ -159,14 +165,14 @@ def _cifar_md5_ok(folder: Path) -> bool:
 SYNTHETIC_CLASSES = ["disc", "square", "horizontal bar", "vertical bar"]
 
 
-def make_synthetic(cfg) -> tuple:
+def make_synthetic(cfg) -> ImageData:
     """Small deterministic images: one bright shape (a class of SYNTHETIC_CLASSES) on a dark background.
 
     Always the same images for the same shape settings: the generators are seeded with fixed numbers.
     """
     train = _synthetic_shapes(cfg.num_train, cfg.channels, cfg.image_size, seed=0)
     test = _synthetic_shapes(max(cfg.num_val, 1), cfg.channels, cfg.image_size, seed=1)
-    return *train, *test, SYNTHETIC_CLASSES
+    return ImageData(*train, *test, SYNTHETIC_CLASSES)
 
 
 def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +199,7 @@ def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torc
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    load: Callable  # data config -> (train images, train labels, test images, test labels, class names)
+    load: Callable  # data config -> ImageData with the whole test split as `val`
     shape: Callable  # data config -> (channels, image_size), known without loading anything
     num_train: Callable  # data config -> the number of training images, known without loading anything
 
@@ -207,10 +213,10 @@ DATASETS = {
 
 def load_data(cfg) -> ImageData:
     """The dataset named by `cfg.name`, with a fixed random subset of its test split held out for validation."""
-    train_x, train_y, test_x, test_y, classes = DATASETS[cfg.name].load(cfg)
+    data = DATASETS[cfg.name].load(cfg)
     # A random subset, not the first images: some copies store the test split sorted by class.
-    keep = torch.randperm(len(test_x), generator=torch.Generator().manual_seed(0))[:cfg.num_val]
-    return ImageData(train_x, train_y, test_x[keep], test_y[keep], classes)
+    keep = torch.randperm(len(data.val), generator=torch.Generator().manual_seed(0))[:cfg.num_val]
+    return replace(data, val=data.val[keep], val_labels=data.val_labels[keep])
 
 
 def _try_download(folder: Path, download) -> None:
@@ -258,7 +264,7 @@ class TrainBatches:
         """(B, C, H, W) float32 in [-1, 1] on the device."""
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
             self._order = torch.randperm(len(self.images), generator=g).to(self.device)
             self._flips = (torch.rand(len(self.images), generator=g) < 0.5).to(self.device)
             self._epoch = epoch

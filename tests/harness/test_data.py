@@ -50,9 +50,9 @@ def test_fashion_mnist_reads_gzipped_idx_files(tmp_path):
     for split in ("train", "t10k"):
         _write_idx(raw / f"{split}-images-idx3-ubyte.gz", images)
         _write_idx(raw / f"{split}-labels-idx1-ubyte.gz", labels)
-    train_x, train_y, test_x, test_y, classes = load_fashion_mnist(data_cfg(root=str(tmp_path), download=False))
-    assert torch.equal(train_x[:, 0], images) and train_x.shape == (6, 1, 28, 28)
-    assert train_y.tolist() == labels.tolist() and classes[9] == "Ankle boot"
+    data = load_fashion_mnist(data_cfg(root=str(tmp_path), download=False))
+    assert torch.equal(data.train[:, 0], images) and data.train.shape == (6, 1, 28, 28)
+    assert data.train_labels.tolist() == labels.tolist() and data.classes[9] == "Ankle boot"
 
 
 @pytest.mark.parametrize("loader, names", [
@@ -169,9 +169,9 @@ def test_a_complete_rebuilt_cifar10_gets_the_md5_advice(tmp_path):
     _cifar10_folder(tmp_path)
     with pytest.raises(DataError, match="fail torchvision's md5 check.*data.verify_md5=false"):
         load_cifar10(data_cfg(root=str(tmp_path), download=False))
-    train_x, train_y, test_x, test_y, classes = load_cifar10(data_cfg(root=str(tmp_path), verify_md5=False))
-    assert train_x.shape == (10, 3, 32, 32) and test_x.shape == (2, 3, 32, 32) and train_y.tolist() == [1, 2] * 5
-    assert classes[9] == "class 9"
+    data = load_cifar10(data_cfg(root=str(tmp_path), verify_md5=False))
+    assert data.train.shape == (10, 3, 32, 32) and data.val.shape == (2, 3, 32, 32)
+    assert data.train_labels.tolist() == [1, 2] * 5 and data.classes[9] == "class 9"
 
 
 @pytest.mark.parametrize("loader, dataset", [(load_fashion_mnist, "FashionMNIST"), (load_cifar10, "CIFAR10")])
