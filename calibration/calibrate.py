@@ -27,12 +27,14 @@ from calibration.zoo import ZOO_MODELS
 from src.harness.cli import output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
+from src.harness.loading import build_model
+from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
 from src.harness.quality import (EVAL_SAMPLES, THRESHOLDS, edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference,
                                  sample_quality)
+from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule
-from src.harness.train import autocast_factory, load_checkpoint, resolve_precision, train
-from src.solution.model import DiffusionModel
+from src.harness.train import load_checkpoint, train
 
 GRIDS = ROOT / "calibration" / "grids"
 VERDICTS = ROOT / "calibration" / "verdicts.json"
@@ -42,14 +44,13 @@ PADDING = 2  # pixels between the images of a stored grid
 
 def generators(dataset: str, cfg, data):
     """(key, description, images (N, C, H, W) in [-1, 1]) for every generator that can be drawn now."""
-    device = torch.device("cpu")
-    autocast = autocast_factory(device, resolve_precision(cfg.training.precision, device))
-    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    runtime = Runtime.choose("cpu", cfg.training.precision)
+    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
     channels, size = DATASETS[dataset].shape(cfg.data)
     shape = (EVAL_SAMPLES, channels, size, size)
 
     def model_samples(model):
-        return evaluation_samples(model, schedule, shape, autocast)
+        return evaluation_samples(model, objective.schedule, shape, runtime.autocast)
 
     def trained(model, state: dict):
         model.load_state_dict(state["ema"]["model"])
@@ -61,7 +62,7 @@ def generators(dataset: str, cfg, data):
     reference = None
     checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
     if checkpoint.exists():
-        reference = trained(DiffusionModel(channels, size, **cfg.model), load_checkpoint(checkpoint))
+        reference = trained(build_model(cfg, solution=True), load_checkpoint(checkpoint))
         yield "reference", f"reference, `configs/{dataset}.yaml`", reference
     for member, description in ZOO_MODELS.items():
         state = _finished_run(zoo_run_dir(dataset, member) / "checkpoint.pt")
@@ -69,12 +70,12 @@ def generators(dataset: str, cfg, data):
             student_class = importlib.import_module(f"calibration.zoo.{member}").DiffusionModel
             yield f"zoo-{member}", f"student: {description}", trained(student_class(channels, size), state)
     torch.manual_seed(0)
-    yield "untrained", "untrained model", model_samples(DiffusionModel(channels, size, **cfg.model))
+    yield "untrained", "untrained model", model_samples(build_model(cfg, solution=True))
     with tempfile.TemporaryDirectory() as scratch:
         short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
         torch.manual_seed(0)
-        model = DiffusionModel(channels, size, **short.model)
-        ema = train(short, model, schedule, data.train, device, Path(scratch) / "checkpoint.pt").ema.model
+        model = build_model(short, solution=True)
+        ema = train(short, model, objective, data.train, runtime, Path(scratch) / "checkpoint.pt").ema.model
         yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", model_samples(ema)
     yield "noise", "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     yield "one_class", f"one class repeated (real {data.classes[1]})", _real_of_classes(data, [1])

@@ -12,8 +12,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from src.harness.data import TrainBatches
+from src.harness.objective import NoisePrediction
+from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule
-from src.harness.train import autocast_factory
 
 TRAIN_STEPS = 6  # timed steps, after WARMUP_STEPS untimed ones
 WARMUP_STEPS = 2
@@ -41,7 +42,7 @@ class TextbookDataset(Dataset):
         return self.transform(Image.fromarray(image))
 
 
-def _train_rate(model, schedule, next_batch, autocast, device) -> float:
+def _train_rate(model, objective, next_batch, autocast, device) -> float:
     """Images per second over TRAIN_STEPS AdamW steps of the epsilon loss."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
@@ -50,9 +51,9 @@ def _train_rate(model, schedule, next_batch, autocast, device) -> float:
             _sync(device)
             tic, images = time.perf_counter(), 0
         x0 = next_batch().to(device)
-        t = torch.randint(0, schedule.num_timesteps, (len(x0),), device=device)
+        t, noise = objective.draw(x0, generator=None)
         with autocast():
-            loss = schedule.loss(model, x0, t, torch.randn_like(x0))
+            loss = objective.loss(model, x0, t, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -84,24 +85,25 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def benchmark(cfg, model_factory, data, device, precision: str) -> dict:
+def benchmark(cfg, model_factory, data, runtime: Runtime) -> dict:
     """Measure both loops on fresh copies of the same model; print a table and the speedup line."""
+    device, precision = runtime.device, runtime.precision
     schedule = NoiseSchedule.from_config(cfg.diffusion, device)
+    objective = NoisePrediction(schedule)
     batch_size = cfg.data.batch_size
     batches = TrainBatches(data.train, batch_size, cfg.seed, cfg.data.hflip, device)
     step = iter(range(10**9))
-    autocast = autocast_factory(device, precision)
     harness_steps = cfg.sampling.steps if cfg.sampling.sampler == "ddim" else schedule.num_timesteps
     shape = (cfg.sampling.num_samples, data.channels, data.image_size, data.image_size)
-    results = {"train_harness": _train_rate(model_factory().to(device), schedule, lambda: batches(next(step)),
-                                            autocast, device)}
+    results = {"train_harness": _train_rate(model_factory().to(device), objective, lambda: batches(next(step)),
+                                            runtime.autocast, device)}
     # Created only now: DataLoader workers start prefetching at once and would slow the harness's timing.
     loader = iter(DataLoader(TextbookDataset(data.train), batch_size=batch_size, shuffle=True, num_workers=2,
                              drop_last=True))
     results |= {
-        "train_textbook": _train_rate(model_factory().to(device), schedule, lambda: next(loader), nullcontext,
+        "train_textbook": _train_rate(model_factory().to(device), objective, lambda: next(loader), nullcontext,
                                       device),
-        "sample_harness": _sample_rate(model_factory().to(device), shape, harness_steps, autocast, device),
+        "sample_harness": _sample_rate(model_factory().to(device), shape, harness_steps, runtime.autocast, device),
         "sample_textbook": _sample_rate(model_factory().to(device), shape, schedule.num_timesteps, nullcontext,
                                         device),
     }

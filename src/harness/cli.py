@@ -14,15 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.harness.config import Config, ConfigError, load_config
 from src.harness.data import DATASETS, DataError, load_data, to_model_range
-from src.harness.figures import RunMonitor, forward_strip, save_animation, save_grid, schedule_figure
+from src.harness.figures import forward_strip, save_animation, save_grid, schedule_figure
 from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
                                 student_location)
+from src.harness.monitor import RunMonitor
+from src.harness.objective import NoisePrediction
 from src.harness.quality import classifier_path, describe_quality, evaluate, evaluation_samples
+from src.harness.runtime import Runtime
 from src.harness.samplers import get_sampler
-from src.harness.schedule import NoiseSchedule, validation_loss
+from src.harness.schedule import NoiseSchedule
 from src.harness.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
-                               autocast_factory, budget_of, check_resume, load_checkpoint, load_weights,
-                               pick_device, resolve_precision, train)
+                               budget_of, check_resume, load_checkpoint, load_weights, train)
 
 # Failures a student can cause and fix; each carries a one-sentence message that says what to do.
 EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError, CheckpointError,
@@ -131,82 +133,129 @@ def run_metadata(solution: bool) -> dict:
 
 
 def run(cfg, args) -> int:
+    """Build, train (or load), validate, sample and evaluate; every phase writes into the run folder."""
     out = output_dir(cfg, args.solution)
-    checkpoint_path = out / "checkpoint.pt"
-    state = check_run_folder(checkpoint_path, args)
-    if args.resume:  # before anything is written into the run folder
-        check_resume(state, budget_of(cfg), run_metadata(args.solution))
+    state = open_run_folder(out / "checkpoint.pt", cfg, args)
     if args.evaluate:
-        cfg = evaluation_config(cfg, args.overrides, state, checkpoint_path)
-    device = chosen_device(args.device)
-    precision = resolve_precision(cfg.training.precision, device)
-    autocast = autocast_factory(device, precision)
-
-    # Student code first: a stub or a syntax error should be reported before anything slow happens.
-    channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, channels, image_size, args.solution).to(device)
-    if args.evaluate:
-        load_weights(model, state["model"], checkpoint_path)
-        ema_model = copy.deepcopy(model)
-        load_weights(ema_model, state["ema"]["model"], checkpoint_path)
-    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler, solution=args.solution)
-    if args.custom_sampler:
-        sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=device), (1, channels, 4, 4))
+        cfg = evaluation_config(cfg, args.overrides, state, out / "checkpoint.pt")
+    runtime = chosen_runtime(args.device, cfg.training.precision)
+    model, sampler = load_code(cfg, args, runtime)  # first: a stub or a syntax error is reported before anything slow
     data = load_data(cfg.data)
     if args.benchmark:
-        from src.harness.benchmark import benchmark
-
-        print(f"benchmark: {args.config}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
-              f"{device.type} ({torch.get_num_threads()} threads)")
-        benchmark(cfg, lambda: build_model(cfg.model, channels, image_size, args.solution), data, device, precision)
-        return 0
-    schedule = NoiseSchedule.from_config(cfg.diffusion, device)
-    shape = (cfg.sampling.num_samples, channels, image_size, image_size)
+        return run_benchmark(cfg, args, runtime, model, data)
+    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion, runtime.device))
     val_images = to_model_range(data.val)
-
     prepare_run_folder(out, cfg, args)
-    num_parameters = sum(p.numel() for p in model.parameters())
+    described = describe_run(cfg, args, runtime, model, data, out)
+    if args.evaluate:  # speed and training loss as training measured them
+        ema_model = trained_weights(model, state, out / "checkpoint.pt")
+        metrics = previous_metrics(out / "metrics.json", state)
+    else:
+        ema_model, trained = train_run(cfg, args, runtime, model, objective, data.train, val_images, out, state)
+        metrics = described | trained
+    metrics |= validate(cfg, model, ema_model, objective, val_images)
+    metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, out)
+    metrics |= score_quality(cfg, runtime, ema_model, objective.schedule, val_images, data.classes)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def open_run_folder(checkpoint_path: Path, cfg: DictConfig, args) -> dict | None:
+    """The checkpoint to continue or to score (read once), after checking that the command fits the run folder.
+
+    A --resume under another budget or other code is refused here, before anything is written.
+    """
+    state = check_run_folder(checkpoint_path, args)
+    if args.resume:
+        check_resume(state, budget_of(cfg), run_metadata(args.solution))
+    return state
+
+
+def load_code(cfg: DictConfig, args, runtime: Runtime):
+    """(the model on the device, the sampler), both from student code or, with --solution, the reference."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, args.solution).to(runtime.device)
+    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler, solution=args.solution)
+    if args.custom_sampler:  # a stub raises here, not after training
+        channels, _ = DATASETS[cfg.data.name].shape(cfg.data)
+        sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), (1, channels, 4, 4))
+    return model, sampler
+
+
+def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
+    from src.harness.benchmark import benchmark
+
+    print(f"benchmark: {args.config}, {num_parameters(model) / 1e6:.2f} M parameters, "
+          f"{runtime.device.type} ({torch.get_num_threads()} threads)")
+    benchmark(cfg, lambda: build_model(cfg, args.solution), data, runtime)
+    return 0
+
+
+def num_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe_run(cfg: DictConfig, args, runtime: Runtime, model, data, out: Path) -> dict:
+    """Print what is about to run; return the metrics that say so."""
     who = "the reference model" if args.solution else "your model (src/model.py)"
     action = "Evaluating" if args.evaluate else "Training"
-    print(f"{action} {who}, {num_parameters / 1e6:.2f} M parameters, on {cfg.data.name} "
+    count = num_parameters(model)
+    print(f"{action} {who}, {count / 1e6:.2f} M parameters, on {cfg.data.name} "
           f"({len(data.train)} images, {data.channels}x{data.image_size}x{data.image_size}), "
-          f"device {device.type}, {precision}. Outputs: {out}/")
+          f"device {runtime.device.type}, {runtime.precision}. Outputs: {out}/")
+    return {"config": args.config, "solution": args.solution, "dataset": cfg.data.name, "num_parameters": count,
+            "device": runtime.device.type, "precision": runtime.precision}
 
-    metrics_path = out / "metrics.json"
-    if args.evaluate:
-        metrics = previous_metrics(metrics_path, state)
-    else:
-        schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
-        # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
-        forward_strip(val_images[:4], NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
-        monitor = RunMonitor(
-            out, schedule, val_images, autocast,
-            preview=lambda m: evaluation_samples(m, schedule, shape, autocast, cfg.sampling.seed),
-            eval_every=cfg.training.eval_every, preview_every=cfg.training.preview_every,
-            start_step=state["step"] if args.resume else 0,
-            tensorboard=cfg.output.tensorboard)
-        tic = time.perf_counter()
-        result = train(cfg, model, schedule, data.train, device, checkpoint_path, resume=args.resume,
-                       on_step=monitor, metadata=run_metadata(args.solution))
-        monitor.close(result.steps, result.ema.model)
-        ema_model = result.ema.model
-        metrics = {
-            "config": args.config, "solution": args.solution, "dataset": cfg.data.name,
-            "num_parameters": num_parameters, "device": device.type, "precision": precision, "steps": result.steps,
-            "train_seconds": round(time.perf_counter() - tic, 2),
-            "train_images_per_second": round(result.images_per_second, 1), "train_loss": result.last_loss,
-        }
 
-    # float32, not autocast: the level tests recompute this number from the checkpoint and compare runs by it.
-    val = validation_loss(ema_model, schedule, val_images, cfg.training.val_batch_size)
-    val_raw = validation_loss(model, schedule, val_images, cfg.training.val_batch_size)
-    metrics |= {"val_loss": val["loss"], "val_loss_bands": val["bands"], "val_loss_raw_weights": val_raw["loss"]}
-    print(f"Validation loss (EMA weights) {val['loss']:.4f}, raw weights {val_raw['loss']:.4f}.")
+def trained_weights(model, state: dict, checkpoint_path: Path):
+    """Load the checkpoint's raw weights into `model`; return a copy holding its EMA weights."""
+    load_weights(model, state["model"], checkpoint_path)
+    ema_model = copy.deepcopy(model)
+    load_weights(ema_model, state["ema"]["model"], checkpoint_path)
+    return ema_model
 
+
+def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_images, val_images, out: Path,
+              state: dict | None):
+    """Draw the schedule figures, train with the run monitor; return (the EMA model, training metrics)."""
+    schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
+    # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
+    forward_strip(val_images[:4], NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
+    shape = sample_shape(cfg)
+    monitor = RunMonitor(
+        out, objective, val_images, runtime.autocast,
+        preview=lambda m: evaluation_samples(m, objective.schedule, shape, runtime.autocast, cfg.sampling.seed),
+        eval_every=cfg.training.eval_every, preview_every=cfg.training.preview_every,
+        start_step=state["step"] if state else 0, tensorboard=cfg.output.tensorboard)
     tic = time.perf_counter()
-    generator = torch.Generator(device).manual_seed(cfg.sampling.seed)
-    with autocast():
+    result = train(cfg, model, objective, train_images, runtime, out / "checkpoint.pt", resume_from=state,
+                   on_step=monitor, metadata=run_metadata(args.solution))
+    monitor.close(result.steps, result.ema.model)
+    return result.ema.model, {"steps": result.steps, "train_seconds": round(time.perf_counter() - tic, 2),
+                              "train_images_per_second": round(result.images_per_second, 1),
+                              "train_loss": result.last_loss}
+
+
+def sample_shape(cfg: DictConfig) -> tuple[int, int, int, int]:
+    """(num_samples, C, H, W) of the samples a run draws."""
+    channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
+    return cfg.sampling.num_samples, channels, image_size, image_size
+
+
+def validate(cfg: DictConfig, model, ema_model, objective, val_images) -> dict:
+    # float32, not autocast: the level tests recompute this number from the checkpoint and compare runs by it.
+    val = objective.validation_loss(ema_model, val_images, cfg.training.val_batch_size)
+    val_raw = objective.validation_loss(model, val_images, cfg.training.val_batch_size)
+    print(f"Validation loss (EMA weights) {val['loss']:.4f}, raw weights {val_raw['loss']:.4f}.")
+    return {"val_loss": val["loss"], "val_loss_bands": val["bands"], "val_loss_raw_weights": val_raw["loss"]}
+
+
+def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, schedule, out: Path) -> dict:
+    """samples.png (and animation.gif) from the EMA model."""
+    shape = sample_shape(cfg)
+    tic = time.perf_counter()
+    generator = torch.Generator(runtime.device).manual_seed(cfg.sampling.seed)
+    with runtime.autocast():
         if cfg.output.animation:
             samples = save_animation(sampler, ema_model, schedule, shape, generator, out / "animation.gif",
                                      cfg.sampling.animation_frames)
@@ -214,16 +263,19 @@ def run(cfg, args) -> int:
             samples = sampler(ema_model, schedule, shape, generator=generator)
     save_grid(samples, out / "samples.png")
     sampler_name = "your src/sampler.py" if args.custom_sampler else cfg.sampling.sampler
-    metrics |= {"sampler": sampler_name, "sample_seconds": round(time.perf_counter() - tic, 2)}
-    print(f"{len(samples)} samples ({sampler_name}) in {metrics['sample_seconds']:.1f} s: {out / 'samples.png'}")
+    seconds = round(time.perf_counter() - tic, 2)
+    print(f"{len(samples)} samples ({sampler_name}) in {seconds:.1f} s: {out / 'samples.png'}")
+    return {"sampler": sampler_name, "sample_seconds": seconds}
 
-    if classifier_path(cfg.data.name).exists():
-        tic = time.perf_counter()
-        quality = evaluate(ema_model, schedule, val_images, cfg.data.name, data.classes, autocast)
-        metrics |= {"quality": quality, "quality_seconds": round(time.perf_counter() - tic, 2)}
-        print(describe_quality(quality, cfg.data.name))
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return 0
+
+def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, schedule, val_images, classes) -> dict:
+    """The sample-quality score, for datasets with a shipped classifier."""
+    if not classifier_path(cfg.data.name).exists():
+        return {}
+    tic = time.perf_counter()
+    quality = evaluate(ema_model, schedule, val_images, cfg.data.name, classes, runtime.autocast)
+    print(describe_quality(quality, cfg.data.name))
+    return {"quality": quality, "quality_seconds": round(time.perf_counter() - tic, 2)}
 
 
 def check_run_folder(checkpoint_path: Path, args) -> dict | None:
@@ -255,9 +307,9 @@ def evaluation_config(cfg: DictConfig, overrides: list[str], state: dict, checkp
     return run_cfg
 
 
-def chosen_device(name: str) -> torch.device:
+def chosen_runtime(device: str, precision: str) -> Runtime:
     try:
-        return pick_device(name)
+        return Runtime.choose(device, precision)
     except RuntimeError as err:  # a device this machine does not have
         raise ConfigError(str(err)) from None
 

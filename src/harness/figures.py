@@ -1,6 +1,5 @@
 """Pictures of the process, drawn from the same code the student trains; no screen needed (Agg, Pillow)."""
 
-import json
 import math
 from pathlib import Path
 
@@ -11,9 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from src.harness.config import ConfigError  # noqa: E402
-from src.harness.data import to_uint8  # noqa: E402
-from src.harness.schedule import NoiseSchedule, validation_loss  # noqa: E402
+from src.harness.data import to_model_range, to_uint8  # noqa: E402
+from src.harness.schedule import NoiseSchedule  # noqa: E402
 
 
 def image_grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
@@ -49,7 +47,7 @@ def save_animation(sampler, model, schedule, shape, generator, path: Path, num_f
     samples = sampler(recorder, schedule, shape, generator=generator)
     states = recorder.inputs
     chosen = [states[round(i * (len(states) - 1) / max(1, num_frames - 2))] for i in range(num_frames - 1)]
-    frames = [image_grid(s.float().div(127.5).sub(1)) for s in chosen] + [image_grid(samples)]
+    frames = [image_grid(to_model_range(s)) for s in chosen] + [image_grid(samples)]
     frames = [f.resize((f.width * scale, f.height * scale), Image.NEAREST) for f in frames]
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
@@ -121,70 +119,3 @@ def curves_figure(history: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-class RunMonitor:
-    """Called after every training step: records losses, redraws curves.png, saves preview grids, feeds TensorBoard.
-
-    The history lives in history.json beside the checkpoint, so a resumed run continues its curves.
-    """
-
-    def __init__(self, out: Path, schedule, val_images, autocast, preview, eval_every: int, preview_every: int,
-                 start_step: int = 0, tensorboard: bool = False):
-        self.out, self.schedule, self.val_images, self.autocast = out, schedule, val_images, autocast
-        self.preview, self.eval_every, self.preview_every = preview, eval_every, preview_every
-        self.history_path = out / "history.json"
-        history = json.loads(self.history_path.read_text()) if start_step and self.history_path.exists() else {}
-        self.history = {key: [e for e in history.get(key, []) if _step(e) <= start_step] for key in ("train", "val")}
-        self.writer = _tensorboard_writer(out) if tensorboard else None
-
-    def __call__(self, step: int, logs: dict | None, ema_model) -> None:
-        if logs is not None:
-            self.history["train"].append([step, logs["loss"]])
-            for name, value in logs.items():
-                self._scalar(f"train/{name}", value, step)
-        if self.eval_every and step % self.eval_every == 0:
-            self._validate(step, ema_model)
-        if self.preview_every and step % self.preview_every == 0:
-            self._preview(step, ema_model)
-
-    def close(self, step: int, ema_model) -> None:
-        """A last validation point at the final step, then the final figure."""
-        if self.eval_every and (not self.history["val"] or self.history["val"][-1]["step"] != step):
-            self._validate(step, ema_model)
-        if self.writer:
-            self.writer.close()
-
-    def _validate(self, step: int, ema_model) -> None:
-        val = validation_loss(ema_model, self.schedule, self.val_images, autocast=self.autocast)
-        self.history["val"].append({"step": step, **val})
-        self.history_path.write_text(json.dumps(self.history) + "\n")
-        curves_figure(self.history, self.out / "curves.png")
-        self._scalar("val/loss", val["loss"], step)
-        for band, value in val["bands"].items():
-            self._scalar(f"val_band/{band}", value, step)
-
-    def _preview(self, step: int, ema_model) -> None:
-        samples = self.preview(ema_model)
-        (self.out / "previews").mkdir(exist_ok=True)
-        save_grid(samples, self.out / "previews" / f"step_{step:06d}.png")
-        if self.writer:
-            from torchvision.transforms.functional import pil_to_tensor
-
-            self.writer.add_image("samples", pil_to_tensor(image_grid(samples).convert("RGB")), step)
-
-    def _scalar(self, name: str, value: float, step: int) -> None:
-        if self.writer:
-            self.writer.add_scalar(name, value, step)
-
-
-def _step(entry) -> int:
-    return entry["step"] if isinstance(entry, dict) else entry[0]
-
-
-def _tensorboard_writer(out: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError("output.tensorboard=true needs TensorBoard: run `uv sync --extra tensorboard` first") from None
-    return SummaryWriter(str(out / "tensorboard"))

@@ -117,8 +117,11 @@ def model_fingerprint(root: Path = ROOT) -> str:
     return digest.hexdigest()
 
 
-def build_model(model_cfg, channels: int, image_size: int, solution: bool):
-    """DiffusionModel(channels, image_size); the reference also takes the `model` config's architecture."""
+def build_model(cfg, solution: bool):
+    """DiffusionModel(channels, image_size) for the run config's dataset; the reference also takes the `model`
+    config's architecture."""
+    from src.harness.data import DATASETS
+
+    channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
     module = import_implementation("model", solution)
-    kwargs = dict(model_cfg) if solution else {}
-    return module.DiffusionModel(channels, image_size, **kwargs)
+    return module.DiffusionModel(channels, image_size, **(dict(cfg.model) if solution else {}))

@@ -16,22 +16,17 @@ from pathlib import Path
 
 import torch
 
-from src.harness.loading import import_implementation
+from src.harness.loading import build_model, import_implementation
 from src.harness.paths import ROOT, official_config
-from src.harness.train import resolve_precision
+from src.harness.runtime import Runtime
 from tests.graded import recorded
 
 DATASETS = ("fashion_mnist", "cifar10")
 
 
 def reference_parameters() -> dict[str, int]:
-    model = import_implementation("model", solution=True)
-    counts = {}
-    for dataset in DATASETS:
-        channels, size = {"fashion_mnist": (1, 28), "cifar10": (3, 32)}[dataset]
-        net = model.DiffusionModel(channels, size, **official_config(dataset).model)
-        counts[dataset] = sum(p.numel() for p in net.parameters())
-    return counts
+    return {dataset: sum(p.numel() for p in build_model(official_config(dataset), solution=True).parameters())
+            for dataset in DATASETS}
 
 
 def reference_short_run() -> dict:
@@ -40,7 +35,7 @@ def reference_short_run() -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         before, after = _short_run(import_implementation("model", solution=True).DiffusionModel, Path(workdir))
     return {"before": before, "after": after, "steps": STEPS,
-            "precision": resolve_precision("auto", torch.device("cpu")), "torch": torch.__version__.split("+")[0]}
+            "precision": Runtime.choose("cpu").precision, "torch": torch.__version__.split("+")[0]}
 
 
 def reference_sampler_trace():

@@ -2,20 +2,20 @@
 
 import copy
 import math
-from dataclasses import dataclass
 import os
 import pickle
 import signal
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from src.harness.data import TrainBatches
-from src.harness.schedule import NoiseSchedule
+from src.harness.data import TrainBatches, derived_seed
+from src.harness.runtime import Runtime
 
 
 class TrainingInterrupted(Exception):
@@ -56,39 +56,6 @@ class TrainResult:
     steps: int  # the step training ended at
     images_per_second: float  # over the steps run in this call
     last_loss: float | None  # mean training loss over the last log interval
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """auto: CUDA if available, then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("--device mps was asked for, but this machine has no Apple MPS backend; use --device auto")
-    return torch.device(name)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto: bfloat16 where the hardware runs it fast (CUDA with bf16, CPUs with AVX-512 bf16/AMX), else fp32."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    return "fp32"
-
-
-def autocast_factory(device: torch.device, precision: str):
-    """A zero-argument callable that returns the context every forward pass runs in."""
-    if precision == "bf16":
-        return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
-    return nullcontext
 
 
 class EMA:
@@ -166,100 +133,134 @@ def _first_line(err: BaseException) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def train(cfg, model: torch.nn.Module, schedule: NoiseSchedule, train_images: torch.Tensor, device: torch.device,
-          checkpoint_path: Path, resume: bool = False, on_step=None, metadata: dict | None = None) -> TrainResult:
-    """Train `model` on `train_images` ((N, C, H, W) uint8) as `cfg.training` says.
+class TrainingState:
+    """What a checkpoint holds of a run in progress: weights, EMA, optimiser, LR schedule, step, images seen."""
 
-    Every batch, timestep and noise draw is a pure function of (cfg.seed, step), so a run resumed from a
-    checkpoint ends with exactly the weights of an uninterrupted one. `on_step(step)` runs after each step.
-    The checkpoint records the budget the run was trained with (`budget`, `images_seen`) and `metadata`;
-    a resume that would change either raises ResumeMismatchError, so a checkpoint's record is never rewritten.
-    """
-    tc = cfg.training
-    batches = TrainBatches(train_images, cfg.data.batch_size, cfg.seed, cfg.data.hflip, device)
-    steps = total_steps(tc, batches.steps_per_epoch)
-    autocast = autocast_factory(device, resolve_precision(tc.precision, device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(lr_factor, warmup_steps=tc.warmup_steps, total_steps=steps, min_ratio=tc.min_lr_ratio))
-    ema = EMA(model, tc.ema_decay)
-    step = start_step = images_seen = 0
-    budget, metadata = budget_of(cfg), metadata or {}
-    if resume:
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        check_resume(state, budget, metadata)
-        load_weights(model, state["model"], checkpoint_path)
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        step = start_step = state["step"]
-        images_seen = state["images_seen"]
-    saved_step = start_step if resume else None
+    def __init__(self, model: torch.nn.Module, training_cfg, total_steps: int):
+        tc = training_cfg
+        self.model = model
+        self.ema = EMA(model, tc.ema_decay)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(
+            lr_factor, warmup_steps=tc.warmup_steps, total_steps=total_steps, min_ratio=tc.min_lr_ratio))
+        self.step = self.images_seen = 0
 
-    def checkpoint() -> None:
-        nonlocal saved_step
+    def state_dict(self) -> dict:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        save_checkpoint(checkpoint_path, {
-            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step, "total_steps": steps, "rng": rng,
-            "config": cfg_container(cfg), "budget": budget, "images_seen": images_seen, **metadata,
-        })
-        saved_step = step
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "rng": rng,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "step": self.step, "images_seen": self.images_seen}
 
-    noise_generator = torch.Generator(device)
+    def load_state_dict(self, state: dict, path: Path) -> None:
+        load_weights(self.model, state["model"], path)
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step, self.images_seen = state["step"], state["images_seen"]
+
+
+def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, runtime: Runtime,
+          checkpoint_path: Path, resume_from: dict | None = None, on_step=None,
+          metadata: dict | None = None) -> TrainResult:
+    """Train `model` on `train_images` ((N, C, H, W) uint8) with `objective`, as `cfg.training` says.
+
+    Every batch and every random input of the objective is a pure function of (cfg.seed, step), so a run
+    resumed from a checkpoint (`resume_from`, checked beforehand by check_resume) ends with exactly the
+    weights of an uninterrupted one. `on_step(step, logs, ema_model)` runs after each step. The checkpoint
+    records the budget the run was trained with (`budget`, `images_seen`) and `metadata`.
+    """
+    tc = cfg.training
+    batches = TrainBatches(train_images, cfg.data.batch_size, cfg.seed, cfg.data.hflip, runtime.device)
+    steps = total_steps(tc, batches.steps_per_epoch)
+    run = TrainingState(model, tc, steps)
+    if resume_from is not None:
+        run.load_state_dict(resume_from, checkpoint_path)
+    start_step = run.step
+    record = {"total_steps": steps, "config": cfg_container(cfg), "budget": budget_of(cfg), **(metadata or {})}
+    saved_step = start_step if resume_from is not None else None
+
+    def checkpoint() -> None:
+        nonlocal saved_step
+        save_checkpoint(checkpoint_path, run.state_dict() | record)
+        saved_step = run.step
+
+    noise_generator = torch.Generator(runtime.device)
+    progress = _Progress(steps, run.step, batches.batch_size, runtime.device)
     stop = _StopOnCtrlC()
     model.train()
-    bar = tqdm(total=steps, initial=step, desc="training", unit="step", dynamic_ncols=True,
-               disable=os.environ.get("KATA_PROGRESS", "1") == "0")
-    running, since, tic = torch.zeros((), device=device), 0, time.perf_counter()
-    start_time, last_loss = tic, None
-    with stop, _stopped_at_once(lambda: saved_step, bar):
-        while step < steps:
-            x0 = batches(step)
-            noise_generator.manual_seed(cfg.seed * 1_000_003 + step)
-            t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=noise_generator, device=device)
-            noise = torch.randn(x0.shape, generator=noise_generator, device=device)
-            with autocast():
-                loss = schedule.loss(model, x0, t, noise)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            ema.update(model)
-            step += 1
-            images_seen += len(x0)
-            running += loss.detach()
-            since += 1
-            logs = None
-            if step % tc.log_every == 0 or step % tc.checkpoint_every == 0 or step == steps:
-                mean_loss = last_loss = (running / since).item()  # one device sync per log interval
-                if not math.isfinite(mean_loss):
-                    raise NonFiniteLossError(_nan_message(step, tc.lr))
-                logs = {"loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                        "images_per_second": since * batches.batch_size / (time.perf_counter() - tic)}
-                bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{logs['images_per_second']:.0f}", lr=f"{logs['lr']:.1e}")
-                bar.update(since)
-                running.zero_()
-                since, tic = 0, time.perf_counter()
-            if step % tc.checkpoint_every == 0 and step < steps:
+    with stop, _stopped_at_once(lambda: saved_step, progress):
+        while run.step < steps:
+            x0 = batches(run.step)
+            noise_generator.manual_seed(derived_seed(cfg.seed, run.step))
+            t, noise = objective.draw(x0, noise_generator)
+            with runtime.autocast():
+                loss = objective.loss(model, x0, t, noise)
+            _optimizer_step(run, loss, tc.grad_clip)
+            run.step += 1
+            run.images_seen += len(x0)
+            logs = progress.add(loss, run.step, run.scheduler.get_last_lr()[0],
+                                due=run.step % tc.log_every == 0 or run.step % tc.checkpoint_every == 0)
+            if logs is not None and not math.isfinite(logs["loss"]):
+                raise NonFiniteLossError(_nan_message(run.step, tc.lr))
+            if run.step % tc.checkpoint_every == 0 and run.step < steps:
                 checkpoint()
             if on_step is not None:
-                on_step(step, logs, ema.model)
-            if stop.requested and step < steps:
+                on_step(run.step, logs, run.ema.model)
+            if stop.requested and run.step < steps:
                 checkpoint()
-                bar.close()
-                raise TrainingInterrupted(step)
-    bar.close()
+                progress.close()
+                raise TrainingInterrupted(run.step)
+    progress.close()
     checkpoint()
-    elapsed = time.perf_counter() - start_time
-    return TrainResult(ema, step, (step - start_step) * batches.batch_size / max(elapsed, 1e-9), last_loss)
+    return TrainResult(run.ema, run.step, progress.images_per_second(run.step - start_step), progress.last_loss)
+
+
+def _optimizer_step(run: TrainingState, loss: torch.Tensor, grad_clip: float) -> None:
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.ema.update(run.model)
+
+
+class _Progress:
+    """The progress bar and the training loss averaged over each log interval (one device sync per interval)."""
+
+    def __init__(self, total: int, initial: int, batch_size: int, device: torch.device):
+        self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True,
+                        disable=os.environ.get("KATA_PROGRESS", "1") == "0")
+        self.total, self.batch_size = total, batch_size
+        self.running, self.since = torch.zeros((), device=device), 0
+        self.started = self.tic = time.perf_counter()
+        self.last_loss = None
+
+    def add(self, loss: torch.Tensor, step: int, lr: float, due: bool) -> dict | None:
+        """Count this step's loss; at the end of a log interval (`due`, or the last step) return the logs."""
+        self.running += loss.detach()
+        self.since += 1
+        if not (due or step == self.total):
+            return None
+        self.last_loss = (self.running / self.since).item()
+        logs = {"loss": self.last_loss, "lr": lr,
+                "images_per_second": self.since * self.batch_size / (time.perf_counter() - self.tic)}
+        self.bar.set_postfix(loss=f"{self.last_loss:.4f}", img_s=f"{logs['images_per_second']:.0f}", lr=f"{lr:.1e}")
+        self.bar.update(self.since)
+        self.running.zero_()
+        self.since, self.tic = 0, time.perf_counter()
+        return logs
+
+    def images_per_second(self, steps: int) -> float:
+        return steps * self.batch_size / max(time.perf_counter() - self.started, 1e-9)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def check_resume(state: dict, budget: dict, metadata: dict) -> None:
@@ -293,12 +294,12 @@ def _nan_message(step: int, lr: float) -> str:
 
 
 @contextmanager
-def _stopped_at_once(saved_step, bar):
+def _stopped_at_once(saved_step, progress: _Progress):
     """A second Ctrl-C ends training at once, as TrainingInterrupted naming the step of the checkpoint on disk."""
     try:
         yield
     except KeyboardInterrupt:  # an interrupted checkpoint write has left the previous checkpoint intact
-        bar.close()
+        progress.close()
         raise TrainingInterrupted(saved_step()) from None
 
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from src.harness.config import DataConfig
 from src.harness.data import load_data, to_model_range
 from src.harness.quality import CLASSIFIERS, Classifier, classifier_path, classify
-from src.harness.train import autocast_factory, resolve_precision
+from src.harness.runtime import Runtime
 
 RECIPES = {  # dataset -> epochs, batch size, peak learning rate, translation in pixels
     "fashion_mnist": dict(epochs=8, batch_size=256, lr=0.1, shift=2),
@@ -43,8 +43,7 @@ def train_classifier(dataset: str, root: str, epochs: int | None = None, seed: i
     data = load_data(data_cfg)  # val = the whole test split, shuffled
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    device = torch.device("cpu")
-    autocast = autocast_factory(device, resolve_precision("auto", device))
+    autocast = Runtime.choose("cpu").autocast
     model = Classifier(*CLASSIFIERS[dataset])
     steps_per_epoch = len(data.train) // recipe["batch_size"]
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=0.9, nesterov=True, weight_decay=5e-4)

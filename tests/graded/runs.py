@@ -57,7 +57,7 @@ def trained_model(config: str, model_class, solution: bool):
         pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {fix}", pytrace=False)
     run_cfg = OmegaConf.create(state["config"])
     channels, size = DATASETS[run_cfg.data.name].shape(run_cfg.data)
-    model = build_model(run_cfg.model, channels, size, True) if solution else model_class(channels, size)
+    model = build_model(run_cfg, solution=True) if solution else model_class(channels, size)
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:

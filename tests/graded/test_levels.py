@@ -7,15 +7,16 @@ import pytest
 from src.harness.data import load_data, to_model_range
 from src.harness.loading import reference_available
 from src.harness.paths import official_config
-from src.harness.schedule import NoiseSchedule, validation_loss
+from src.harness.objective import NoisePrediction
+from src.harness.schedule import NoiseSchedule
 from tests.graded.runs import checkpoint_path, command, recorded_reference, trained_model
 
 
 def fashion_mnist_validation_loss(model, run_cfg) -> float:
     official = official_config("fashion_mnist")
     images = to_model_range(load_data(official.data).val)
-    return validation_loss(model, NoiseSchedule.from_config(run_cfg.diffusion), images,
-                           official.training.val_batch_size)["loss"]
+    objective = NoisePrediction(NoiseSchedule.from_config(run_cfg.diffusion))
+    return objective.validation_loss(model, images, official.training.val_batch_size)["loss"]
 
 
 @lru_cache(maxsize=2)

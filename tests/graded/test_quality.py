@@ -9,14 +9,13 @@ The bars were set on independently written student models trained at the officia
 from functools import lru_cache
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from src.harness.data import load_data, to_model_range
 from src.harness.paths import official_config
 from src.harness.quality import evaluate, judge, judge_against_reference
+from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule
-from src.harness.train import autocast_factory, resolve_precision
 from tests.graded.runs import command, trained_model
 
 
@@ -27,10 +26,8 @@ def checkpoint_quality(config: str, model_class, solution: bool) -> dict:
     official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
-    device = torch.device("cpu")
-    autocast = autocast_factory(device, resolve_precision(official.training.precision, device))
     return evaluate(model, NoiseSchedule.from_config(run_cfg.diffusion), to_model_range(data.val), config,
-                    data.classes, autocast)
+                    data.classes, Runtime.choose("cpu", official.training.precision).autocast)
 
 
 def _assert_passes(judgement, config: str, model_class, solution: bool):

@@ -5,7 +5,9 @@ import torch
 
 from src.harness.data import load_data, to_model_range
 from src.harness.paths import official_config
-from src.harness.schedule import NoiseSchedule, validation_loss
+from src.harness.objective import NoisePrediction
+from src.harness.runtime import Runtime
+from src.harness.schedule import NoiseSchedule
 from src.harness.train import train
 from tests.graded.recorded import reference
 
@@ -22,13 +24,13 @@ def _short_run(model_class, workdir) -> tuple[float, float]:
         f"training.max_steps={STEPS}", "training.warmup_steps=10", "training.lr=1e-3",
         "training.checkpoint_every=100000", "diffusion.num_timesteps=1000"])
     data = load_data(cfg.data)
-    schedule = NoiseSchedule.from_config(cfg.diffusion)
+    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
     val = to_model_range(data.val)
     torch.manual_seed(0)
     model = model_class(1, 28)
-    before = validation_loss(model, schedule, val, batch_size=128)["loss"]
-    train(cfg, model, schedule, data.train, torch.device("cpu"), workdir / "checkpoint.pt")
-    after = validation_loss(model, schedule, val, batch_size=128)["loss"]  # raw weights: EMA lags in short runs
+    before = objective.validation_loss(model, val, batch_size=128)["loss"]
+    train(cfg, model, objective, data.train, Runtime.choose("cpu", cfg.training.precision), workdir / "checkpoint.pt")
+    after = objective.validation_loss(model, val, batch_size=128)["loss"]  # raw weights: EMA lags in short runs
     return before, after
 
 

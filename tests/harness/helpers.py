@@ -31,19 +31,26 @@ def smoke_config(tmp_path: Path, *overrides: str):
 
 
 def smoke_training(tmp_path: Path, *overrides: str):
-    """(config, reference model, schedule, training images (N, C, H, W) uint8) for a short training run on the
+    """(config, reference model, objective, training images (N, C, H, W) uint8) for a short training run on the
     smoke config, checkpointing only at its end."""
     import torch
 
     from src.harness.data import load_data
     from src.harness.loading import build_model
+    from src.harness.objective import NoisePrediction
     from src.harness.schedule import NoiseSchedule
 
     cfg = smoke_config(tmp_path, "training.checkpoint_every=1000", *overrides)
     data = load_data(cfg.data)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.channels, data.image_size, solution=True)
-    return cfg, model, NoiseSchedule.from_config(cfg.diffusion), data.train
+    return cfg, build_model(cfg, solution=True), NoisePrediction(NoiseSchedule.from_config(cfg.diffusion)), data.train
+
+
+def cpu(cfg):
+    """The CPU, at the precision `cfg.training.precision` resolves to here."""
+    from src.harness.runtime import Runtime
+
+    return Runtime.choose("cpu", cfg.training.precision)
 
 
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:

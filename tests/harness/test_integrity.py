@@ -11,9 +11,9 @@ from omegaconf import OmegaConf
 from src.harness.grading import gradable
 from src.harness.loading import StudentCodeError, model_fingerprint
 from src.harness.paths import ROOT, official_config
-from src.harness.train import ResumeMismatchError, budget_of, load_checkpoint, save_checkpoint, train
+from src.harness.train import ResumeMismatchError, budget_of, check_resume, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
-from tests.harness.helpers import kata_copy, run_main, run_pytest, smoke_training
+from tests.harness.helpers import cpu, kata_copy, run_main, run_pytest, smoke_training
 
 OFFICIAL = official_config("fashion_mnist")
 OFFICIAL_CONTAINER = OmegaConf.to_container(OFFICIAL, resolve=True)
@@ -52,8 +52,8 @@ def _smoke(tmp_path, *overrides):
 
 
 def test_checkpoint_records_the_budget_it_was_trained_with(tmp_path):
-    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=3")
-    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", metadata={"solution": True})
+    cfg, model, objective, images = _smoke(tmp_path, "training.max_steps=3")
+    train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", metadata={"solution": True})
     state = load_checkpoint(tmp_path / "c.pt")
     assert state["budget"] == budget_of(cfg) and state["budget"]["training.max_steps"] == 3
     assert state["step"] == 3 and state["images_seen"] == 3 * cfg.data.batch_size
@@ -61,22 +61,20 @@ def test_checkpoint_records_the_budget_it_was_trained_with(tmp_path):
 
 def test_resume_refuses_a_changed_budget_and_keeps_the_record(tmp_path):
     """Route: train longer than the official budget, then --resume with the official config to relabel it."""
-    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=4")
-    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt")
+    cfg, model, objective, images = _smoke(tmp_path, "training.max_steps=4")
+    train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt")
     before = load_checkpoint(tmp_path / "c.pt")
-    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=2")
+    cfg = _smoke(tmp_path, "training.max_steps=2")[0]
     with pytest.raises(ResumeMismatchError, match="training.max_steps=4.*training.max_steps=2"):
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", resume=True)
+        check_resume(load_checkpoint(tmp_path / "c.pt"), budget_of(cfg), {})
     assert load_checkpoint(tmp_path / "c.pt")["budget"] == before["budget"], "the record must not be rewritten"
 
 
 def test_resume_refuses_other_model_code(tmp_path):
-    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=2")
-    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", metadata={"model_fingerprint": "a"})
-    cfg, model, schedule, images = _smoke(tmp_path, "training.max_steps=2")
+    cfg, model, objective, images = _smoke(tmp_path, "training.max_steps=2")
+    train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", metadata={"model_fingerprint": "a"})
     with pytest.raises(ResumeMismatchError, match="src/model.py changed"):
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", resume=True,
-              metadata={"model_fingerprint": "b"})
+        check_resume(load_checkpoint(tmp_path / "c.pt"), budget_of(cfg), {"model_fingerprint": "b"})
 
 
 def test_main_refuses_to_resume_with_another_budget_in_one_line_and_touches_nothing(tmp_path):

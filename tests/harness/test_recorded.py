@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from src.harness import record_reference
-from src.harness.train import resolve_precision
+from src.harness.runtime import Runtime
 from tests.graded import recorded
 from tests.graded.runs import recorded_reference, trained_model
 
@@ -44,7 +44,7 @@ def test_recorded_short_run_is_the_references():
     for key in ("before", "after"):
         assert short[key] == pytest.approx(expected[key], rel=tolerance), (
             f"the reference's short-run loss '{key}' is {short[key]:.4f}, recorded {expected[key]:.4f} "
-            f"({expected['precision']}; here {resolve_precision('auto', torch.device('cpu'))}): "
+            f"({expected['precision']}; here {Runtime.choose('cpu').precision}): "
             "rerun `uv run python -m src.harness.record_reference`")
 
 

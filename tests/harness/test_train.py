@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from src.harness import train as train_module
+from src.harness.runtime import Runtime
 from src.harness.train import (EMA, CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint,
                                load_weights, lr_factor, save_checkpoint, train)
-from tests.harness.helpers import smoke_training
+from tests.harness.helpers import cpu, smoke_training
 
 
 def _setup(tmp_path, *overrides):
@@ -25,15 +26,16 @@ def _ctrl_c_at(step, times=1):
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path):
-    cfg, model, schedule, images = _setup(tmp_path / "a", "training.precision=fp32")
-    straight = train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "a.pt")
+    cfg, model, objective, images = _setup(tmp_path / "a", "training.precision=fp32")
+    straight = train(cfg, model, objective, images, cpu(cfg), tmp_path / "a.pt")
 
-    cfg, model, schedule, images = _setup(tmp_path / "b", "training.precision=fp32")
+    cfg, model, objective, images = _setup(tmp_path / "b", "training.precision=fp32")
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "b.pt", on_step=_ctrl_c_at(3))
+        train(cfg, model, objective, images, cpu(cfg), tmp_path / "b.pt", on_step=_ctrl_c_at(3))
     assert info.value.step == 3 and load_checkpoint(tmp_path / "b.pt")["step"] == 3
-    cfg, model, schedule, images = _setup(tmp_path / "b", "training.precision=fp32")  # a fresh process, in effect
-    resumed = train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "b.pt", resume=True)
+    cfg, model, objective, images = _setup(tmp_path / "b", "training.precision=fp32")  # a fresh process, in effect
+    resumed = train(cfg, model, objective, images, cpu(cfg), tmp_path / "b.pt",
+                    resume_from=load_checkpoint(tmp_path / "b.pt"))
 
     assert resumed.steps == straight.steps == 6
     for name, expected in straight.ema.model.state_dict().items():
@@ -45,8 +47,8 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
 
 
 def test_checkpoint_holds_what_resume_needs(tmp_path):
-    cfg, model, schedule, images = _setup(tmp_path)
-    train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", metadata={"solution": True})
+    cfg, model, objective, images = _setup(tmp_path)
+    train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", metadata={"solution": True})
     state = load_checkpoint(tmp_path / "c.pt")  # weights_only=True
     assert {"model", "ema", "optimizer", "scheduler", "step", "rng", "config", "solution"} <= set(state)
     assert state["config"]["training"]["max_steps"] == 6
@@ -93,14 +95,14 @@ def test_weights_of_another_model_are_named(tmp_path):
 
 def test_ctrl_c_delivered_twice_at_once_stops_like_one(tmp_path):
     """`timeout` sends SIGINT to the process and to its group: one Ctrl-C that arrives twice."""
-    cfg, model, schedule, images = _setup(tmp_path)
+    cfg, model, objective, images = _setup(tmp_path)
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=_ctrl_c_at(3, times=2))
+        train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", on_step=_ctrl_c_at(3, times=2))
     assert info.value.step == 3 and load_checkpoint(tmp_path / "c.pt")["step"] == 3
 
 
 def test_a_second_ctrl_c_during_the_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    cfg, model, schedule, images = _setup(tmp_path, "training.checkpoint_every=2")
+    cfg, model, objective, images = _setup(tmp_path, "training.checkpoint_every=2")
     monkeypatch.setattr(train_module._StopOnCtrlC, "REPEAT_SECONDS", 0.0)
     save = torch.save
 
@@ -112,17 +114,17 @@ def test_a_second_ctrl_c_during_the_checkpoint_write_keeps_the_previous_one(tmp_
 
     monkeypatch.setattr(torch, "save", second_ctrl_c_while_writing)
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=_ctrl_c_at(3))
+        train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", on_step=_ctrl_c_at(3))
     monkeypatch.undo()
     assert info.value.step == 2, "the message names the checkpoint on disk, not the one that was cut short"
     assert load_checkpoint(tmp_path / "c.pt")["step"] == 2 and not (tmp_path / "c.pt.tmp").exists()
 
 
 def test_a_second_ctrl_c_before_any_checkpoint_says_none_was_written(tmp_path, monkeypatch):
-    cfg, model, schedule, images = _setup(tmp_path)
+    cfg, model, objective, images = _setup(tmp_path)
     monkeypatch.setattr(train_module._StopOnCtrlC, "REPEAT_SECONDS", 0.0)
     with pytest.raises(TrainingInterrupted) as info:
-        train(cfg, model, schedule, images, torch.device("cpu"), tmp_path / "c.pt", on_step=_ctrl_c_at(2, times=2))
+        train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", on_step=_ctrl_c_at(2, times=2))
     assert info.value.step is None and not (tmp_path / "c.pt").exists()
 
 
@@ -136,9 +138,9 @@ class NaNModel(torch.nn.Module):
 
 
 def test_nan_loss_stops_with_advice_and_no_checkpoint(tmp_path):
-    cfg, _, schedule, images = _setup(tmp_path, "training.log_every=1")
+    cfg, _, objective, images = _setup(tmp_path, "training.log_every=1")
     with pytest.raises(NonFiniteLossError, match="training.lr"):
-        train(cfg, NaNModel(), schedule, images, torch.device("cpu"), tmp_path / "nan.pt")
+        train(cfg, NaNModel(), objective, images, cpu(cfg), tmp_path / "nan.pt")
     assert not (tmp_path / "nan.pt").exists()
 
 
@@ -163,5 +165,5 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
 
 def test_auto_precision_is_fp32_off_bf16_hardware(monkeypatch):
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert train_module.resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert train_module.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert Runtime.choose("cpu", "auto").precision == "fp32"
+    assert Runtime.choose("cpu", "bf16").precision == "bf16"
