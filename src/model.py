@@ -10,6 +10,24 @@ does the noising, the loss ||eps - eps_theta(x_t, t)||^2 and the training loop; 
 A good first design is a small UNet: a few convolution + GroupNorm + SiLU blocks that halve the
 resolution, the same on the way up with skip connections, and a time embedding (see
 SinusoidalTimestepEmbedding in src/utils.py) added to the features of every block.
+
+Contract (checked by `pytest -m basics`):
+
+- `DiffusionModel(in_channels, image_size)`, no other arguments: (1, 28) for Fashion-MNIST, (3, 32) for CIFAR-10.
+- `forward(x, t)`: x is (B, C, H, W) float32, any B from 1; t is (B,) int64 in [0, T), T = 1000. It returns
+  one tensor (not a tuple) shaped like x, on x's device, float32 (the tests call it outside autocast).
+- The output is finite, also at t = 0 and T-1 and for x scaled by 0 or 4, in train and eval mode and under
+  torch.no_grad(). It changes with x and with t (checked after nudging every weight, so zero-initialised
+  layers are fine).
+- After a backward pass every trainable parameter has a finite gradient (no unused layers), not all zero.
+- At most 4x the reference's parameters (PARAMETER_BUDGET in tests/graded/test_model.py): about 5.6 M at
+  (1, 28), 16.5 M at (3, 32). Beyond 50 M every model test fails at once: too large to grade.
+- Training 40 steps on small synthetic 1x28x28 images (tests/graded/test_training.py) brings the validation
+  loss below half its start and within 1.6x of the reference's.
+
+Levels 1 and 2 then grade the checkpoint `main.py --config configs/fashion_mnist.yaml` trained from this
+file at that config's official budget (2 epochs, batch 128, every step; Level 3 likewise on
+configs/cifar10.yaml). Comments and docstrings may change afterwards; code may not.
 """
 
 import torch

@@ -5,7 +5,8 @@
 
 Both first run the graded suite (and the hidden tests) on the reference, and refuse to build unless it is
 green. The student build leaves out everything that gives an answer away (INSTRUCTOR_ONLY), rewrites the
-README for students, and checks that no file it wrote contains a line of the reference implementation.
+README and docs/performance.md for students (STUDENT_REWRITTEN), and checks that no file it wrote contains
+a line of the reference implementation.
 """
 
 import argparse
@@ -32,6 +33,8 @@ INSTRUCTOR_ONLY = (
     "docs/instructors.md", ".ci/",
 )
 NEVER = (".git/", ".venv/", "outputs/", "data/", ".pytest_cache/")
+# Documents shipped to students with their instructor blocks dropped and their student blocks shown.
+STUDENT_REWRITTEN = ("README.md", "docs/performance.md")
 INSTRUCTOR_BLOCK = re.compile(r"<!-- instructor -->\n?.*?<!-- /instructor -->\n?", re.S)
 STUDENT_BLOCK = re.compile(r"<!-- student\n(.*?)-->\n?", re.S)
 
@@ -63,7 +66,8 @@ def student_files(root: Path = ROOT) -> list[str]:
 
 
 def student_readme(text: str) -> str:
-    """README.md for students: instructor blocks dropped, student blocks (HTML comments) shown."""
+    """A STUDENT_REWRITTEN document (README.md, ...) for students: instructor blocks dropped, student blocks
+    (HTML comments) shown."""
     return STUDENT_BLOCK.sub(lambda m: m.group(1), INSTRUCTOR_BLOCK.sub("", text))
 
 
@@ -121,7 +125,7 @@ def build_student(out: Path, root: Path = ROOT) -> list[str]:
     for relative in files:
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if relative == "README.md":
+        if relative in STUDENT_REWRITTEN:
             target.write_text(student_readme((root / relative).read_text()))
         else:
             shutil.copy2(root / relative, target)

@@ -79,23 +79,37 @@ def test_leak_check_recognises_a_copied_reference():
     assert release.leaked_reference((ROOT / "src" / "harness" / "samplers.py").read_text(), reference) is None
 
 
-def test_student_readme_commands_work_there(student):
-    readme = (student / "README.md").read_text()
-    assert "<!--" not in readme, "a marker of the instructor/student blocks survived"
-    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+def _links(text: str) -> list[str]:
+    """The local files a markdown text links to (images included), without #anchors."""
+    return [link for link in re.findall(r"\]\(([^)#\s]+)[^)]*\)", text) if "://" not in link]
+
+
+@pytest.mark.parametrize("name", release.STUDENT_REWRITTEN)
+def test_student_docs_commands_and_files_work_there(student, name):
+    text = (student / name).read_text()
+    assert "<!--" not in text, f"a marker of the instructor/student blocks survived in {name}"
+    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
                 for line in block.splitlines() if line.strip()]
-    commands += re.findall(r"`(uv run [^`]+)`", readme)
-    assert commands, "the README shows no commands"
+    commands += re.findall(r"`(uv run [^`]+)`", text)
+    assert commands, f"the student {name} shows no commands"
     for command in commands:
-        assert "--solution" not in command, f"the student README runs the reference: {command}"
+        assert "--solution" not in command, f"the student {name} runs the reference: {command}"
         for path in re.findall(r"configs/\w+\.yaml", command):
             assert (student / path).exists(), f"{command}: {path} is not in the student build"
         for module in re.findall(r"python -m ([\w.]+)", command):
             assert (student / (module.replace(".", "/") + ".py")).exists(), f"{command}: no module {module}"
         for marker in re.findall(r"pytest -m (\w+)", command):
             assert marker in {"basics", "level1", "level2", "level3", "level4"}, command
-    for path in re.findall(r"`((?:src|tests|configs|docs)/[\w./-]+)`", readme):
-        assert (student / path.rstrip("/")).exists() or "*" in path, f"the student README names {path}"
+    for path in re.findall(r"`((?:src|tests|configs|docs|calibration)/[\w./-]+)`", text):
+        assert (student / path.rstrip("/")).exists() or "*" in path, f"the student {name} names {path}"
+    for link in _links(text):
+        assert (student / name).parent.joinpath(link).exists(), f"the student {name} links to {link}"
+
+
+def test_instructor_docs_link_to_files_that_exist():
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for link in _links(doc.read_text()):
+            assert doc.parent.joinpath(link).exists(), f"{doc.relative_to(ROOT)} links to {link}"
 
 
 def test_student_build_runs_without_the_reference(student):
