@@ -3,6 +3,7 @@
 import argparse
 import copy
 import json
+import os
 import shutil
 import sys
 import time
@@ -14,13 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.harness.config import Config, ConfigError, load_config
 from src.harness.data import DATASETS, DataError, load_data, to_model_range
+from src.harness.distributed import DistributedError, Processes
 from src.harness.figures import forward_strip, save_animation, save_grid, schedule_figure
 from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
                                 student_location)
 from src.harness.monitor import RunMonitor
 from src.harness.objective import NoisePrediction
 from src.harness.quality import classifier_path, describe_quality, evaluate, evaluation_samples
-from src.harness.runtime import Runtime
+from src.harness.runtime import Runtime, describe_cpu
 from src.harness.samplers import get_sampler
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
@@ -28,7 +30,7 @@ from src.harness.train import (CheckpointError, NonFiniteLossError, ResumeMismat
 
 # Failures a student can cause and fix; each carries a one-sentence message that says what to do.
 EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError, CheckpointError,
-                   ResumeMismatchError)
+                   ResumeMismatchError, DistributedError)
 # What a run writes into its folder; a fresh run removes them first, so nothing stale of an older run is left.
 RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.json", "history.json", "samples.png", "animation.gif",
              "curves.png", "schedule.png", "forward_process.png", "previews", "tensorboard"]
@@ -139,11 +141,17 @@ def run(cfg, args) -> int:
     if args.evaluate:
         cfg = evaluation_config(cfg, args.overrides, state, out / "checkpoint.pt")
     runtime = chosen_runtime(args.device, cfg.training.precision)
+    processes = join_processes(args, runtime)
     model, sampler = load_code(cfg, args, runtime)  # first: a stub or a syntax error is reported before anything slow
     data = load_data(cfg.data)
     if args.benchmark:
         return run_benchmark(cfg, args, runtime, model, data)
     objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion, runtime.device))
+    if not processes.is_main:  # a torchrun worker: it trains its shard, the main process does the rest
+        train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
+              metadata=run_metadata(args.solution), processes=processes)
+        processes.close()
+        return 0
     val_images = to_model_range(data.val)
     prepare_run_folder(out, cfg, args)
     described = describe_run(cfg, args, runtime, model, data, out)
@@ -151,7 +159,8 @@ def run(cfg, args) -> int:
         ema_model = trained_weights(model, state, out / "checkpoint.pt")
         metrics = previous_metrics(out / "metrics.json", state)
     else:
-        ema_model, trained = train_run(cfg, args, runtime, model, objective, data.train, val_images, out, state)
+        ema_model, trained = train_run(cfg, args, runtime, model, objective, data.train, val_images, out, state,
+                                       processes)
         metrics = described | trained
     metrics |= validate(cfg, model, ema_model, objective, val_images)
     metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, out)
@@ -185,8 +194,9 @@ def load_code(cfg: DictConfig, args, runtime: Runtime):
 def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
     from src.harness.benchmark import benchmark
 
+    cpu = f", CPU {describe_cpu()}" if runtime.device.type == "cpu" else ""
     print(f"benchmark: {args.config}, {num_parameters(model) / 1e6:.2f} M parameters, "
-          f"{runtime.device.type} ({torch.get_num_threads()} threads)")
+          f"{runtime.device.type} ({torch.get_num_threads()} threads{cpu}), precision {runtime.precision}")
     benchmark(cfg, lambda: build_model(cfg, args.solution), data, runtime)
     return 0
 
@@ -216,7 +226,7 @@ def trained_weights(model, state: dict, checkpoint_path: Path):
 
 
 def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_images, val_images, out: Path,
-              state: dict | None):
+              state: dict | None, processes: Processes):
     """Draw the schedule figures, train with the run monitor; return (the EMA model, training metrics)."""
     schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
     # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
@@ -229,7 +239,8 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_i
         start_step=state["step"] if state else 0, tensorboard=cfg.output.tensorboard)
     tic = time.perf_counter()
     result = train(cfg, model, objective, train_images, runtime, out / "checkpoint.pt", resume_from=state,
-                   on_step=monitor, metadata=run_metadata(args.solution))
+                   on_step=monitor, metadata=run_metadata(args.solution), processes=processes)
+    processes.close()
     monitor.close(result.steps, result.ema.model)
     return result.ema.model, {"steps": result.steps, "train_seconds": round(time.perf_counter() - tic, 2),
                               "train_images_per_second": round(result.images_per_second, 1),
@@ -305,6 +316,14 @@ def evaluation_config(cfg: DictConfig, overrides: list[str], state: dict, checkp
     for key in EVALUATION_KEYS:
         OmegaConf.update(run_cfg, key, OmegaConf.select(cfg, key), merge=False)
     return run_cfg
+
+
+def join_processes(args, runtime: Runtime) -> Processes:
+    """The processes of a torchrun launch (or this one process); only training runs on several."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (args.evaluate or args.benchmark):
+        raise DistributedError(f"{'--evaluate' if args.evaluate else '--benchmark'} runs in one process: "
+                               "start it with `uv run python main.py ...`, not torchrun")
+    return Processes.from_environment(runtime.device)
 
 
 def chosen_runtime(device: str, precision: str) -> Runtime:

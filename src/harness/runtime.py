@@ -1,5 +1,7 @@
 """Where a run computes: the device, and the precision its forward passes use there."""
 
+import os
+import platform
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -32,6 +34,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "fp32"
 
 
+def describe_cpu() -> str:
+    """The CPU's name and the vector instructions PyTorch uses on it, e.g. "AMD EPYC, AVX512, fast bfloat16"."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    fast_bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {'fast' if fast_bf16 else 'no fast'} bfloat16"
+
+
 @dataclass(frozen=True)
 class Runtime:
     """A device and a resolved precision ("fp32" or "bf16", bfloat16 autocast)."""
@@ -43,6 +57,9 @@ class Runtime:
     def choose(cls, device: str = "auto", precision: str = "auto") -> "Runtime":
         """The device named (auto: the fastest present) and the precision setting resolved for it."""
         chosen = pick_device(device)
+        if chosen.type == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under torchrun
+            chosen = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(chosen)
         return cls(chosen, resolve_precision(precision, chosen))
 
     def autocast(self):

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from src.harness.data import TrainBatches, derived_seed
+from src.harness.distributed import Processes
 from src.harness.runtime import Runtime
 
 
@@ -165,17 +166,19 @@ class TrainingState:
 
 
 def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, runtime: Runtime,
-          checkpoint_path: Path, resume_from: dict | None = None, on_step=None,
-          metadata: dict | None = None) -> TrainResult:
+          checkpoint_path: Path, resume_from: dict | None = None, on_step=None, metadata: dict | None = None,
+          processes: Processes | None = None) -> TrainResult:
     """Train `model` on `train_images` ((N, C, H, W) uint8) with `objective`, as `cfg.training` says.
 
     Every batch and every random input of the objective is a pure function of (cfg.seed, step), so a run
     resumed from a checkpoint (`resume_from`, checked beforehand by check_resume) ends with exactly the
     weights of an uninterrupted one. `on_step(step, logs, ema_model)` runs after each step. The checkpoint
-    records the budget the run was trained with (`budget`, `images_seen`) and `metadata`.
+    records the budget the run was trained with (`budget`, `images_seen`) and `metadata`. With several
+    `processes` (torchrun), each trains on its shard of every batch and only the main one writes the checkpoint.
     """
-    tc = cfg.training
+    tc, processes = cfg.training, processes or Processes()
     batches = TrainBatches(train_images, cfg.data.batch_size, cfg.seed, cfg.data.hflip, runtime.device)
+    processes.check_batch(batches.batch_size)
     steps = total_steps(tc, batches.steps_per_epoch)
     run = TrainingState(model, tc, steps)
     if resume_from is not None:
@@ -186,23 +189,25 @@ def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, ru
 
     def checkpoint() -> None:
         nonlocal saved_step
-        save_checkpoint(checkpoint_path, run.state_dict() | record)
+        if processes.is_main:
+            save_checkpoint(checkpoint_path, run.state_dict() | record)
         saved_step = run.step
 
     noise_generator = torch.Generator(runtime.device)
-    progress = _Progress(steps, run.step, batches.batch_size, runtime.device)
+    progress = _Progress(steps, run.step, batches.batch_size, runtime.device, processes)
     stop = _StopOnCtrlC()
+    network = processes.wrap(model)  # what forward and backward go through
     model.train()
     with stop, _stopped_at_once(lambda: saved_step, progress):
         while run.step < steps:
-            x0 = batches(run.step)
+            batch = batches(run.step)
             noise_generator.manual_seed(derived_seed(cfg.seed, run.step))
-            t, noise = objective.draw(x0, noise_generator)
+            x0, t, noise = (processes.shard(v) for v in (batch, *objective.draw(batch, noise_generator)))
             with runtime.autocast():
-                loss = objective.loss(model, x0, t, noise)
+                loss = objective.loss(network, x0, t, noise)
             _optimizer_step(run, loss, tc.grad_clip)
             run.step += 1
-            run.images_seen += len(x0)
+            run.images_seen += len(batch)
             logs = progress.add(loss, run.step, run.scheduler.get_last_lr()[0],
                                 due=run.step % tc.log_every == 0 or run.step % tc.checkpoint_every == 0)
             if logs is not None and not math.isfinite(logs["loss"]):
@@ -211,7 +216,7 @@ def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, ru
                 checkpoint()
             if on_step is not None:
                 on_step(run.step, logs, run.ema.model)
-            if stop.requested and run.step < steps:
+            if processes.any(stop.requested, runtime.device) and run.step < steps:
                 checkpoint()
                 progress.close()
                 raise TrainingInterrupted(run.step)
@@ -233,10 +238,10 @@ def _optimizer_step(run: TrainingState, loss: torch.Tensor, grad_clip: float) ->
 class _Progress:
     """The progress bar and the training loss averaged over each log interval (one device sync per interval)."""
 
-    def __init__(self, total: int, initial: int, batch_size: int, device: torch.device):
+    def __init__(self, total: int, initial: int, batch_size: int, device: torch.device, processes: Processes):
         self.bar = tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True,
-                        disable=os.environ.get("KATA_PROGRESS", "1") == "0")
-        self.total, self.batch_size = total, batch_size
+                        disable=os.environ.get("KATA_PROGRESS", "1") == "0" or not processes.is_main)
+        self.total, self.batch_size, self.processes = total, batch_size, processes
         self.running, self.since = torch.zeros((), device=device), 0
         self.started = self.tic = time.perf_counter()
         self.last_loss = None
@@ -247,7 +252,7 @@ class _Progress:
         self.since += 1
         if not (due or step == self.total):
             return None
-        self.last_loss = (self.running / self.since).item()
+        self.last_loss = (self.processes.mean(self.running) / self.since).item()
         logs = {"loss": self.last_loss, "lr": lr,
                 "images_per_second": self.since * self.batch_size / (time.perf_counter() - self.tic)}
         self.bar.set_postfix(loss=f"{self.last_loss:.4f}", img_s=f"{logs['images_per_second']:.0f}", lr=f"{lr:.1e}")

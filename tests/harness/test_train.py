@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from src.harness import train as train_module
-from src.harness.runtime import Runtime
 from src.harness.train import (EMA, CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint,
                                load_weights, lr_factor, save_checkpoint, train)
 from tests.harness.helpers import cpu, smoke_training
@@ -162,8 +161,3 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(factors[9:], factors[10:])), "no increase after warm-up"
     assert factors[100] == pytest.approx(0.1)
 
-
-def test_auto_precision_is_fp32_off_bf16_hardware(monkeypatch):
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert Runtime.choose("cpu", "auto").precision == "fp32"
-    assert Runtime.choose("cpu", "bf16").precision == "bf16"
