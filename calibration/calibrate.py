@@ -28,8 +28,8 @@ from src.harness.cli import output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
 from src.harness.paths import ROOT, official_config
-from src.harness.quality import (EVAL_SAMPLES, THRESHOLDS, edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference,
-                                 sample_quality)
+from src.harness.policy import EVAL_SAMPLES, THRESHOLDS
+from src.harness.quality import edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference, sample_quality
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import autocast_factory, load_checkpoint, resolve_precision, train
 from src.solution.model import DiffusionModel

@@ -18,6 +18,7 @@ import torch
 
 from src.harness.loading import import_implementation
 from src.harness.paths import ROOT, official_config
+from src.harness.policy import SHORT_RUN_STEPS
 from src.harness.train import resolve_precision
 from tests.graded import recorded
 
@@ -35,11 +36,11 @@ def reference_parameters() -> dict[str, int]:
 
 
 def reference_short_run() -> dict:
-    from tests.graded.test_training import STEPS, _short_run
+    from tests.graded.test_training import _short_run
 
     with tempfile.TemporaryDirectory() as workdir:
         before, after = _short_run(import_implementation("model", solution=True).DiffusionModel, Path(workdir))
-    return {"before": before, "after": after, "steps": STEPS,
+    return {"before": before, "after": after, "steps": SHORT_RUN_STEPS,
             "precision": resolve_precision("auto", torch.device("cpu")), "torch": torch.__version__.split("+")[0]}
 
 

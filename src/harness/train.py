@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from src.harness.data import TrainBatches
+from src.harness.policy import BUDGET_KEYS
 from src.harness.schedule import NoiseSchedule
 
 
@@ -36,11 +37,6 @@ class CheckpointError(Exception):
 
 class ResumeMismatchError(ValueError):
     """--resume was asked to continue a run with a different budget or different code."""
-
-
-# The settings that fix how much training a run gets: a level compares runs only at the official values.
-BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.num_timesteps",
-               "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end")
 
 
 def budget_of(cfg) -> dict:
