@@ -2,7 +2,7 @@
 
     uv run python -m src.harness.record_reference
 
-rewrites tests/graded/recorded/: the reference sampler's model calls on test_sampler's fixed RecordingModel
+rewrites tests/graded/recorded/: the reference sampler's model calls on the fixed RecordingModel (tests/graded/fakes.py)
 and seed, the reference model's parameter count per official config, and the losses of test_training's
 short run of the reference. The student release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
@@ -45,9 +45,9 @@ def reference_short_run() -> dict:
 
 
 def reference_sampler_trace():
-    from tests.graded.test_sampler import _run
+    from tests.graded.fakes import trace_sampler
 
-    return _run(import_implementation("sampler", solution=True).sample)
+    return trace_sampler(import_implementation("sampler", solution=True).sample)
 
 
 def main() -> int:
