@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.harness.paths import ROOT, official_config
+from src.harness.paths import ROOT, SHARED_DATA, official_config
 
 
 # Untouched stubs, as a student first sees them (the real files may already hold the student's work).
@@ -44,6 +44,23 @@ def smoke_training(tmp_path: Path, *overrides: str):
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.channels, data.image_size, solution=True)
     return cfg, model, NoiseSchedule.from_config(cfg.diffusion), data.train
+
+
+SHARED_FOLDERS = {"fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}  # dataset -> its folder
+
+
+def shared_data(dataset: str):
+    """The offline copy of `dataset` under SHARED_DATA (no download, no checksum); skips the test if there is none."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from src.harness.config import DataConfig
+    from src.harness.data import load_data
+
+    if not (SHARED_DATA / SHARED_FOLDERS[dataset]).exists():
+        pytest.skip(f"no offline copy of {dataset} under {SHARED_DATA}")
+    return load_data(OmegaConf.merge(OmegaConf.structured(DataConfig), {"name": dataset, "root": str(SHARED_DATA),
+                                                                        "download": False, "verify_md5": False}))
 
 
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:
