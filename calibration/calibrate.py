@@ -30,8 +30,8 @@ from src.harness.figures import image_grid
 from src.harness.loading import build_model
 from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
-from src.harness.quality import (EVAL_SAMPLES, THRESHOLDS, edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference,
-                                 sample_quality)
+from src.harness.policy import EVAL_SAMPLES, THRESHOLDS
+from src.harness.quality import edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference, sample_quality
 from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule
 from src.harness.train import load_checkpoint, train

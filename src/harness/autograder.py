@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.harness.paths import ROOT
+from src.harness.policy import AUTOGRADED_PARTS
 
 DEFAULT_SETTINGS = {
-    "parts": ["basics", "level1", "level2", "level4"],  # graded on Gradescope; level3 needs CIFAR-10 data
+    "parts": list(AUTOGRADED_PARTS),  # graded on Gradescope; level3 needs CIFAR-10 data
     "allow_library_models": False,  # True: model.py may import ready-made networks (diffusers)
     "retrain": False,  # True: train the submitted model here (configs/fashion_mnist.yaml) instead of its checkpoint
     "time_budget_s": 540,  # the whole grading, under Gradescope's limit; tests not reached by then score 0

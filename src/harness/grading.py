@@ -12,15 +12,7 @@ import os
 
 import pytest
 
-PARTS = {
-    "basics": "the model's contract and a short training run",
-    "level1": "Fashion-MNIST samples, up to reference quality",
-    "level2": "validation loss at most the reference's",
-    "level3": "recognisable CIFAR-10 samples",
-    "level4": "your own DDPM sampler",
-}
-# Seconds per graded test (env KATA_GRADED_TIMEOUT): an endless loop fails its test and the rest still run.
-DEFAULT_TIMEOUT = int(os.environ.get("KATA_GRADED_TIMEOUT", "120"))
+from src.harness.policy import DEFAULT_TIMEOUT, MAX_PARAMETERS, PARTS  # the grading policy, with its reasons
 
 _results_key = pytest.StashKey[dict]()
 
@@ -75,10 +67,6 @@ def _implementation(name: str, solution: bool):
         return import_implementation(name, solution)
     except StudentCodeError as err:
         pytest.fail(str(err), pytrace=False)
-
-
-# A network beyond this cannot be graded in a test's time (the budget test says what the limit really is: a few M).
-MAX_PARAMETERS = 50_000_000
 
 
 @pytest.fixture

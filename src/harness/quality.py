@@ -13,9 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.harness.policy import COVERED, EVAL_SAMPLES, EVAL_STEPS, THRESHOLDS  # the bars and why: see policy.py
+
 WEIGHTS = Path(__file__).resolve().parent / "classifiers"
-CONFIDENT = 0.9  # a sample is "confident" when the classifier gives its top class at least this probability
-COVERED = 0.02  # a class is "covered" when at least this share of samples lands in it
+# A sample is "confident" when the classifier gives its top class at least this probability. Reported only
+# (confident_share): it judges nothing, so it is no grading policy.
+CONFIDENT = 0.9
 
 
 class Classifier(nn.Module):
@@ -125,10 +128,6 @@ def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, clas
     }
 
 
-EVAL_SAMPLES = 256  # images drawn per evaluation
-EVAL_STEPS = 50  # DDIM steps per image: fast, and the same for every run so scores compare
-
-
 def evaluate(model, schedule, real: torch.Tensor, dataset: str, classes: list[str], autocast,
              num_samples: int = EVAL_SAMPLES, seed: int = 0) -> dict:
     """Draw `num_samples` images with DDIM from a fixed seed and score them against `real` (N, C, H, W) in [-1, 1]."""
@@ -144,21 +143,6 @@ def evaluation_samples(model, schedule, shape: tuple[int, ...], autocast, seed: 
     with autocast():
         samples = ddim(model.eval(), schedule, shape, generator, num_steps=EVAL_STEPS)
     return samples.float().cpu()
-
-
-# Calibrated with `uv run python -m calibration.calibrate <dataset>` on real images, the reference, independently
-# written student models trained at the official budget and broken generators; the bars are in the README
-# ("Sample quality"), the calibration's tables in docs/instructors.md ("Sample quality calibration"), and
-# tests/harness/test_calibration.py keeps every person's verdict true.
-# Per dataset, for recognisable samples: the minimum classes covered, the maximum FD / real-vs-real FD and the
-# range of edge strength / real images'; for samples as good as the reference's: the maximum FD / real-vs-real FD.
-THRESHOLDS = {
-    "fashion_mnist": {"classes_covered": 8, "fd_ratio": 17.0, "edge_ratio": (0.72, 1.6), "reference_fd_ratio": 8.0},
-    # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
-    # set one with a margin.
-    "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
-}
-# Mean confidence is reported but judges nothing: pure noise scores about as high as good samples.
 
 
 def fd_ratio(quality: dict) -> float:

@@ -2,7 +2,7 @@
 
     uv run python -m src.harness.record_reference
 
-rewrites tests/graded/recorded/: the reference sampler's model calls on test_sampler's fixed RecordingModel
+rewrites tests/graded/recorded/: the reference sampler's model calls on the fixed RecordingModel (tests/graded/fakes.py)
 and seed, the reference model's parameter count per official config, and the losses of test_training's
 short run of the reference. The student release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
@@ -18,6 +18,7 @@ import torch
 
 from src.harness.loading import build_model, import_implementation
 from src.harness.paths import ROOT, official_config
+from src.harness.policy import SHORT_RUN_STEPS
 from src.harness.runtime import Runtime
 from tests.graded import recorded
 
@@ -30,18 +31,18 @@ def reference_parameters() -> dict[str, int]:
 
 
 def reference_short_run() -> dict:
-    from tests.graded.test_training import STEPS, _short_run
+    from tests.graded.test_training import _short_run
 
     with tempfile.TemporaryDirectory() as workdir:
         before, after = _short_run(import_implementation("model", solution=True).DiffusionModel, Path(workdir))
-    return {"before": before, "after": after, "steps": STEPS,
+    return {"before": before, "after": after, "steps": SHORT_RUN_STEPS,
             "precision": Runtime.choose("cpu").precision, "torch": torch.__version__.split("+")[0]}
 
 
 def reference_sampler_trace():
-    from tests.graded.test_sampler import _run
+    from tests.graded.fakes import trace_sampler
 
-    return _run(import_implementation("sampler", solution=True).sample)
+    return trace_sampler(import_implementation("sampler", solution=True).sample)
 
 
 def main() -> int:

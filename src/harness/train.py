@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from src.harness.data import TrainBatches, derived_seed
 from src.harness.distributed import Processes
+from src.harness.policy import BUDGET_KEYS
 from src.harness.runtime import Runtime
 
 
@@ -37,11 +38,6 @@ class CheckpointError(Exception):
 
 class ResumeMismatchError(ValueError):
     """--resume was asked to continue a run with a different budget or different code."""
-
-
-# The settings that fix how much training a run gets: a level compares runs only at the official values.
-BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.num_timesteps",
-               "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end")
 
 
 def budget_of(cfg) -> dict:

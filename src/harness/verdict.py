@@ -30,6 +30,11 @@ def verdict(report: Path) -> tuple[bool, str]:
     return True, f"all {len(tests)} tests passed ({grade['score']:g} / {grade['max_score']:g} points)"
 
 
+def pytest_arguments(part: str, extra: list[str], report: Path) -> list[str]:
+    """What pytest runs for a step: the part's tests, narrowed by the step's own arguments, reported to `report`."""
+    return ["-m", part, "--grade-json", str(report), *extra]
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
@@ -40,7 +45,7 @@ def main(argv=None) -> int:
     selection = extra[extra.index("-k") + 1] if "-k" in extra[:-1] else None
     report = Path("outputs") / (f"grade-{part}-{selection}.json" if selection else f"grade-{part}.json")
     report.unlink(missing_ok=True)  # never a stale report from an earlier run
-    subprocess.run([sys.executable, "-m", "pytest", "-m", part, "--grade-json", str(report), *extra])
+    subprocess.run([sys.executable, "-m", "pytest", *pytest_arguments(part, extra, report)])
     ok, why = verdict(report)
     print(f"{part}: {'PASS' if ok else 'FAIL'}: {why}")
     return 0 if ok else 1

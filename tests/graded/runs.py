@@ -4,14 +4,17 @@ import json
 import os
 import subprocess
 import sys
+from functools import lru_cache
 
 import pytest
 from omegaconf import OmegaConf
 
 from src.harness.cli import output_dir
-from src.harness.data import DATASETS
+from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.loading import build_model, model_fingerprint
+from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
+from src.harness.schedule import NoiseSchedule
 from src.harness.train import budget_of, load_checkpoint, total_steps
 
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
@@ -67,6 +70,11 @@ def trained_model(config: str, model_class, solution: bool):
     return model.eval(), run_cfg
 
 
+def reference_model(config: str):
+    """(EMA model, its run config) of the reference's run of `config`, built from the run's config (no class needed)."""
+    return trained_model(config, None, solution=True)
+
+
 def _load(path) -> dict:
     try:
         state = load_checkpoint(path)
@@ -105,3 +113,26 @@ def provenance_problem(state: dict, official, solution: bool) -> str | None:
 
 def recorded_reference(config: str) -> dict:
     return json.loads(REFERENCE_SCORES.read_text())[config]
+
+
+# ------------------------------------------------------------------------------------- Level 2's measure
+
+def fashion_mnist_validation_loss(model, run_cfg) -> float:
+    """The loss Level 2 compares: on the official Fashion-MNIST validation images, with the run's noise schedule."""
+    official = official_config("fashion_mnist")
+    images = to_model_range(load_data(official.data).val)
+    objective = NoisePrediction(NoiseSchedule.from_config(run_cfg.diffusion))
+    return objective.validation_loss(model, images, official.training.val_batch_size)["loss"]
+
+
+@lru_cache(maxsize=1)
+def reference_validation_loss() -> float:
+    """Of the reference's Fashion-MNIST run (trained first by `pytest --solution` when missing); measured once a
+    session, whichever test asks first."""
+    return fashion_mnist_validation_loss(*reference_model("fashion_mnist"))
+
+
+@lru_cache(maxsize=1)
+def student_validation_loss(model_class) -> float:
+    """Of the student's Fashion-MNIST run, loaded into `model_class` (src/model.py's DiffusionModel)."""
+    return fashion_mnist_validation_loss(*trained_model("fashion_mnist", model_class, solution=False))

@@ -16,13 +16,11 @@ from src.harness.paths import official_config
 from src.harness.quality import evaluate, judge, judge_against_reference
 from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule
-from tests.graded.runs import command, trained_model
+from tests.graded.runs import command, reference_model, trained_model
 
 
-@lru_cache(maxsize=2)
-def checkpoint_quality(config: str, model_class, solution: bool) -> dict:
-    """The evaluation main.py prints, recomputed from the checkpoint: 256 DDIM samples from a fixed seed."""
-    model, run_cfg = trained_model(config, model_class, solution)
+def run_quality(config: str, model, run_cfg) -> dict:
+    """The evaluation main.py prints, recomputed from a run's EMA model: 256 DDIM samples from a fixed seed."""
     official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
@@ -30,8 +28,20 @@ def checkpoint_quality(config: str, model_class, solution: bool) -> dict:
                     data.classes, Runtime.choose("cpu", official.training.precision).autocast)
 
 
+@lru_cache(maxsize=2)
+def reference_quality(config: str) -> dict:
+    """Of the reference's run of `config`: evaluated once a session, shared by the tests that judge it."""
+    return run_quality(config, *reference_model(config))
+
+
+@lru_cache(maxsize=2)
+def student_quality(config: str, model_class) -> dict:
+    """Of the student's run of `config`, loaded into `model_class` (src/model.py's DiffusionModel)."""
+    return run_quality(config, *trained_model(config, model_class, solution=False))
+
+
 def _assert_passes(judgement, config: str, model_class, solution: bool):
-    quality = checkpoint_quality(config, None if solution else model_class, solution)
+    quality = reference_quality(config) if solution else student_quality(config, model_class)
     reasons = judgement(quality, config)
     assert not reasons, "; ".join(reasons) + (
         " (the budget is fixed: what helps is the network, see the README's Level 1 chapter; then rerun "

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.harness.paths import ROOT, official_config
+from src.harness.paths import ROOT, SHARED_DATA, official_config
 
 
 # Untouched stubs, as a student first sees them (the real files may already hold the student's work).
@@ -51,6 +51,23 @@ def cpu(cfg):
     from src.harness.runtime import Runtime
 
     return Runtime.choose("cpu", cfg.training.precision)
+
+
+SHARED_FOLDERS = {"fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}  # dataset -> its folder
+
+
+def shared_data(dataset: str):
+    """The offline copy of `dataset` under SHARED_DATA (no download, no checksum); skips the test if there is none."""
+    import pytest
+    from omegaconf import OmegaConf
+
+    from src.harness.config import DataConfig
+    from src.harness.data import load_data
+
+    if not (SHARED_DATA / SHARED_FOLDERS[dataset]).exists():
+        pytest.skip(f"no offline copy of {dataset} under {SHARED_DATA}")
+    return load_data(OmegaConf.merge(OmegaConf.structured(DataConfig), {"name": dataset, "root": str(SHARED_DATA),
+                                                                        "download": False, "verify_md5": False}))
 
 
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:

@@ -7,18 +7,14 @@ grid. A change to the metric or its thresholds that turns any verdict fails here
 """
 
 import pytest
-from omegaconf import OmegaConf
 
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
-from src.harness.config import DataConfig
-from src.harness.data import load_data, to_model_range
-from src.harness.paths import SHARED_DATA
-
-FOLDERS = {"fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}
+from src.harness.data import to_model_range
+from tests.harness.helpers import SHARED_FOLDERS, shared_data
 
 
 def _cases():
-    for dataset in FOLDERS:
+    for dataset in SHARED_FOLDERS:
         for key in human_verdicts(dataset):
             yield pytest.param(dataset, key, id=f"{dataset}-{key}")
 
@@ -28,12 +24,8 @@ def real_images():
     cache = {}
 
     def load(dataset):
-        if not (SHARED_DATA / FOLDERS[dataset]).exists():
-            pytest.skip(f"no offline copy of {dataset} under {SHARED_DATA}")
         if dataset not in cache:
-            cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), {"name": dataset, "root": str(SHARED_DATA),
-                                                                     "download": False, "verify_md5": False})
-            data = load_data(cfg)
+            data = shared_data(dataset)
             cache[dataset] = to_model_range(data.val), data.classes
         return cache[dataset]
 
@@ -41,7 +33,7 @@ def real_images():
 
 
 def test_every_recorded_verdict_has_its_grid():
-    for dataset in FOLDERS:
+    for dataset in SHARED_FOLDERS:
         for key in human_verdicts(dataset):
             assert (GRIDS / dataset / f"{key}.png").is_file(), f"{dataset}/{key}.png is missing: run calibrate"
 

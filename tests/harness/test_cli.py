@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from PIL import Image
@@ -19,6 +20,23 @@ from src.harness.train import load_checkpoint
 from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
 
 
+def _image(path: Path) -> Image.Image:
+    """The image at `path`, checked to be a whole, readable image file."""
+    with Image.open(path) as image:
+        image.verify()  # a truncated or corrupt file fails here
+    return Image.open(path)
+
+
+def _tiles(grid: Image.Image) -> tuple[int, int]:
+    """(rows, columns) of the images in a grid of samples: the white gaps between and around them, less one."""
+    white = numpy.asarray(grid.convert("L")) == 255
+
+    def between_gaps(full_lines) -> int:
+        return sum(bool(full) and (i == 0 or not full_lines[i - 1]) for i, full in enumerate(full_lines)) - 1
+
+    return between_gaps(white.all(axis=1)), between_gaps(white.all(axis=0))
+
+
 def test_smoke_run_writes_every_output(tmp_path):
     result = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}")
     assert result.returncode == 0, result.stderr
@@ -27,16 +45,16 @@ def test_smoke_run_writes_every_output(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["solution"] is True and metrics["val_loss"] < 0.5 and len(metrics["val_loss_bands"]) == 10
     assert metrics["train_loss"] < 0.5, "the smoke run should learn something"
-    width, height = Image.open(out / "samples.png").size
-    assert width == height == 4 * 16 + 5 * 2  # 16 samples of 16x16, 4 per row, 2-pixel padding
+    assert _tiles(_image(out / "samples.png")) == (4, 4), "16 samples, 4 per row"
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["solution"] is True and state["step"] == metrics["steps"]
 
-    gif = Image.open(out / "animation.gif")
-    assert gif.n_frames == 40 and gif.size == (2 * width, 2 * height), "40 frames of the grid, shown at 2x"
-    assert Image.open(out / "schedule.png").size == (1200, 340)
-    assert Image.open(out / "forward_process.png").size[0] > 9 * 50, "nine noise levels side by side"
-    assert Image.open(out / "curves.png").size == (1100, 380)
+    gif = _image(out / "animation.gif")
+    assert gif.n_frames == 40 and gif.width == gif.height, "40 frames of the square grid"
+    schedule, forward, curves = (_image(out / name) for name in ("schedule.png", "forward_process.png", "curves.png"))
+    assert schedule.width > 2 * schedule.height, "the schedule's three panels side by side"
+    assert forward.width > forward.height, "nine noise levels side by side, for four images one under another"
+    assert curves.width > curves.height, "the curves' two panels side by side"
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["step_000064.png", "step_000128.png"]
     history = json.loads((out / "history.json").read_text())
     assert [v["step"] for v in history["val"]] == [32, 64, 96, 128] and len(history["val"][0]["bands"]) == 10

@@ -1,10 +1,16 @@
-"""The grader itself, run on scratch copies of the kata: zero for stubs, robust to broken student code."""
+"""The grader itself, run on scratch copies of the kata: zero for stubs, robust to broken student code; and the
+grading policy's copies (Classroom's max-scores) agree with the points on the tests."""
 
 import json
+import shlex
 import subprocess
+import sys
 
 import pytest
+import yaml
 
+from src.harness import policy, verdict
+from src.harness.paths import ROOT
 from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_pytest
 
 GRADESCOPE_TEST_FIELDS = {"name", "score", "max_score", "output", "visibility"}
@@ -114,7 +120,77 @@ def test_a_run_killed_in_a_c_call_keeps_every_finished_tests_points(tmp_path):
     except subprocess.TimeoutExpired:
         pass  # the outer limit killed pytest, as a CI job's or Gradescope's would
     grade, tests = _grade(kata)
-    assert tests["test_matches_the_reference_sampler_exactly"]["status"] == "passed"
-    assert grade["score"] == 4
+    finished = tests["test_matches_the_reference_sampler_exactly"]
+    assert finished["status"] == "passed" and grade["score"] == finished["max_score"]
     hung = tests["test_output_shape_range_and_device"]
     assert hung["status"] == "failed" and "did not finish" in hung["output"]
+
+
+# ------------------------------------------------------------------------------------ the grading policy
+
+def test_the_policy_imports_without_torch():
+    """The pytest plugin imports it before any test runs: it must not make every pytest run pay for torch."""
+    probe = "import sys; import src.harness.policy; print(sorted({'torch', 'omegaconf'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+CLASSROOM = ROOT / ".github" / "workflows" / "classroom.yml"
+
+
+def classroom_steps() -> list[dict]:
+    """The workflow's grading steps: {"name", "part", "pytest" (the step's own pytest arguments), "max_score"}."""
+    steps = []
+    for job in yaml.safe_load(CLASSROOM.read_text())["jobs"].values():
+        for step in job["steps"]:
+            if not step.get("uses", "").startswith("classroom-resources/autograding-command-grader"):
+                continue
+            command = shlex.split(step["with"]["command"])
+            assert command[:4] == ["uv", "run", "python", "-m"] and command[4] == "src.harness.verdict", (
+                f"{step['name']}: a grading step scores through src.harness.verdict, not `{step['with']['command']}`")
+            steps.append({"name": step["name"], "part": command[5], "pytest": command[6:],
+                          "max_score": step["with"]["max-score"]})
+    return steps
+
+
+class _Collected:
+    """A pytest plugin that keeps the items a session collected."""
+
+    def __init__(self):
+        self.items = []
+
+    def pytest_collection_finish(self, session):
+        self.items = list(session.items)
+
+
+def graded_points(*args: str) -> dict[str, float]:
+    """{test: points} of the graded tests under tests/graded that `pytest ARGS` selects (collected, not run)."""
+    collected = _Collected()
+    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+                        "-c", str(ROOT / "pyproject.toml"), *args, str(ROOT / "tests" / "graded")], plugins=[collected])
+    assert code == pytest.ExitCode.OK, f"collecting the graded tests with {args} failed (exit status {code})"
+    return {item.nodeid: float(item.get_closest_marker("points").args[0])
+            for item in collected.items if item.get_closest_marker("points")}
+
+
+def test_classroom_max_scores_are_the_points_of_the_tests_each_step_runs(tmp_path, monkeypatch):
+    """Points live on the tests and the workflow copies their sums: a point changed on a test and not in
+    .github/workflows/classroom.yml fails here, and so does a graded test that no step, or two steps, run."""
+    monkeypatch.delenv("KATA_EXTRA_TESTS", raising=False)  # Classroom runs no hidden tests
+    steps, graded_by = classroom_steps(), {}
+    for i, step in enumerate(steps):
+        points = graded_points(*verdict.pytest_arguments(step["part"], step["pytest"], tmp_path / f"step{i}.json"))
+        assert points, f"the step '{step['name']}' grades no test"
+        assert step["max_score"] == sum(points.values()), (
+            f"the step '{step['name']}' has max-score {step['max_score']} in classroom.yml, but its tests are worth "
+            f"{sum(points.values()):g} points: copy the new sum there")
+        for test in points:
+            assert test not in graded_by, f"{test} is graded by both '{graded_by[test]}' and '{step['name']}'"
+            graded_by[test] = step["name"]
+    online = graded_points("-m", " or ".join(policy.AUTOGRADED_PARTS), "--grade-json", str(tmp_path / "all.json"))
+    assert sorted(graded_by) == sorted(online), (
+        f"no Classroom step runs {sorted(set(online) - set(graded_by))} (parts: policy.AUTOGRADED_PARTS)")
+    total = sum(step["max_score"] for step in steps)
+    assert total == sum(online.values()), (
+        f"classroom.yml's max-scores add up to {total}, the graded tests of {policy.AUTOGRADED_PARTS} to "
+        f"{sum(online.values()):g}")

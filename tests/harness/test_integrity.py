@@ -98,17 +98,18 @@ def test_a_complete_official_run_of_the_graded_code_counts():
 
 @pytest.mark.parametrize("changes, reason", [
     # Route: copy the reference's checkpoint and flip its solution flag (it has no student fingerprint).
-    ({"solution": False, "model_fingerprint": None}, "other code than the current src/model.py"),
-    ({"model_fingerprint": "0" * 64}, "other code than the current src/model.py"),
-    ({"solution": True}, "was not trained from src/model.py"),
+    pytest.param({"solution": False, "model_fingerprint": None}, "other code than the current src/model.py",
+                 id="flipped-reference"),
+    pytest.param({"model_fingerprint": "0" * 64}, "other code than the current src/model.py", id="other-fingerprint"),
+    pytest.param({"solution": True}, "was not trained from src/model.py", id="reference-flag"),
     # Route: train with more epochs, then --resume with the official config (the record keeps epochs=3).
-    ({"budget": budget_of(OFFICIAL) | {"training.epochs": 3}}, "training.epochs=3"),
-    ({"step": 3 * OFFICIAL_STEPS // 2, "images_seen": 3 * OFFICIAL_STEPS // 2 * 128}, "official budget is 936 steps"),
-    ({"images_seen": 2 * OFFICIAL_STEPS * 128}, "official budget is 936 steps"),
-    ({"step": 500}, "stopped at step 500 of 936"),
-    ({"budget": None}, "does not record its training budget"),
-], ids=["flipped-reference", "other-fingerprint", "reference-flag", "more-epochs", "steps-above-total",
-        "images-above-budget", "unfinished", "old-checkpoint"])
+    pytest.param({"budget": budget_of(OFFICIAL) | {"training.epochs": 3}}, "training.epochs=3", id="more-epochs"),
+    pytest.param({"step": 3 * OFFICIAL_STEPS // 2, "images_seen": 3 * OFFICIAL_STEPS // 2 * 128},
+                 "official budget is 936 steps", id="steps-above-total"),
+    pytest.param({"images_seen": 2 * OFFICIAL_STEPS * 128}, "official budget is 936 steps", id="images-above-budget"),
+    pytest.param({"step": 500}, "stopped at step 500 of 936", id="unfinished"),
+    pytest.param({"budget": None}, "does not record its training budget", id="old-checkpoint"),
+])
 def test_a_run_that_cannot_prove_its_budget_and_code_does_not_count(changes, reason):
     problem = runs.provenance_problem(_official_state(**changes), OFFICIAL, solution=False)
     assert problem is not None and reason in problem
@@ -139,7 +140,7 @@ def _graded_checkpoint(monkeypatch, tmp_path, state=None, raw: bytes | None = No
     monkeypatch.setattr(runs, "model_fingerprint", lambda: "graded code")
 
 
-@pytest.mark.parametrize("raw", [b"", b"garbage" * 100], ids=["empty", "garbage"])
+@pytest.mark.parametrize("raw", [pytest.param(b"", id="empty"), pytest.param(b"garbage" * 100, id="garbage")])
 def test_a_damaged_checkpoint_is_one_clear_line(monkeypatch, tmp_path, raw):
     _graded_checkpoint(monkeypatch, tmp_path, raw=raw)
     with pytest.raises(pytest.fail.Exception, match="cannot be read.*train again"):

@@ -90,22 +90,26 @@ class BreaksInEvalMode(Reference):
         return super().forward(x, t)
 
 
+def caught(mutant, graded_test, reason: str, **params):
+    """A row of MODEL_MUTANTS: `graded_test` (given `params`) fails on `mutant`, its message matching `reason`."""
+    return pytest.param(mutant, graded_test, params, reason, id=f"{mutant.__name__}-{graded_test.__name__}")
+
+
 MODEL_MUTANTS = [
-    (IgnoresTime, test_model.test_output_depends_on_t, {}, "ignores the timestep"),
-    (ReturnsItsInput, test_model.test_output_depends_on_t, {}, "ignores the timestep"),
-    (ReturnsZeros, test_model.test_output_depends_on_x, {}, "ignores x"),
-    (WrongShape, test_model.test_output_shape_equals_input_shape, {"dataset": "cifar10", "batch": 3}, "returned"),
-    (EmitsNaN, test_model.test_output_is_finite, {}, "NaN or inf"),
-    (DetachesItsOutput, test_model.test_gradients_reach_the_parameters, {}, "no gradient reaches"),
-    (ReturnsFloat64, test_model.test_output_is_float32, {}, "float64"),
-    (TooManyParameters, test_model.test_parameter_budget, {"dataset": "fashion_mnist"}, "budget"),
-    (TooFewTimesteps, test_model.test_first_and_last_timestep_are_accepted, {}, "index out of range"),
-    (BreaksInEvalMode, test_model.test_works_in_train_and_eval_mode_and_without_grad, {}, "only trains"),
+    caught(IgnoresTime, test_model.test_output_depends_on_t, "ignores the timestep"),
+    caught(ReturnsItsInput, test_model.test_output_depends_on_t, "ignores the timestep"),
+    caught(ReturnsZeros, test_model.test_output_depends_on_x, "ignores x"),
+    caught(WrongShape, test_model.test_output_shape_equals_input_shape, "returned", dataset="cifar10", batch=3),
+    caught(EmitsNaN, test_model.test_output_is_finite, "NaN or inf"),
+    caught(DetachesItsOutput, test_model.test_gradients_reach_the_parameters, "no gradient reaches"),
+    caught(ReturnsFloat64, test_model.test_output_is_float32, "float64"),
+    caught(TooManyParameters, test_model.test_parameter_budget, "budget", dataset="fashion_mnist"),
+    caught(TooFewTimesteps, test_model.test_first_and_last_timestep_are_accepted, "index out of range"),
+    caught(BreaksInEvalMode, test_model.test_works_in_train_and_eval_mode_and_without_grad, "only trains"),
 ]
 
 
-@pytest.mark.parametrize("mutant, graded_test, params, reason", MODEL_MUTANTS,
-                         ids=[f"{m[0].__name__}-{m[1].__name__}" for m in MODEL_MUTANTS])
+@pytest.mark.parametrize("mutant, graded_test, params, reason", MODEL_MUTANTS)
 def test_model_mutant_is_caught(mutant, graded_test, params, reason):
     with pytest.raises(Exception, match=reason):
         graded_test(model_class=small(mutant), **params)
@@ -142,30 +146,30 @@ def ddpm(model, schedule, shape, generator=None, *, sqrt_coefficient=True, swap_
         return x.clamp(-1, 1) if clip else x
 
 
-SAMPLER_MUTANTS = [
-    ("missing sqrt", dict(sqrt_coefficient=False), test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
-     "sample (mean|std)"),
-    ("alpha and alpha-bar swapped", dict(swap_alphas=True),
-     test_sampler.test_matches_the_reference_sampler_exactly, "first differs"),
-    ("noise at the last step", dict(noise_at_zero=True),
-     test_sampler.test_matches_the_reference_sampler_exactly, "returned x_0 differs"),
-    ("t runs upward", dict(upward=True), test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
-     "must run T-1"),
-    ("off by one in t", dict(off_by_one=True), test_sampler.test_matches_the_reference_sampler_exactly,
-     "you passed t"),
-    ("posterior variance", dict(posterior_variance=True),
-     test_sampler.test_matches_the_reference_sampler_exactly, "first differs"),
-    ("sigma = beta, not sqrt(beta)", dict(sigma_is_beta=True),
-     test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data, "sample std"),
-    ("never clips", dict(clip=False), test_sampler.test_output_shape_range_and_device, "clip"),
-    ("keeps autograd history", dict(no_grad=False), test_sampler.test_returns_no_autograd_history, "autograd"),
-    ("never calls the model", dict(skip_model=True),
-     test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0, "called 0 times"),
+SAMPLER_MUTANTS = [  # (the mistake switched on in ddpm, the graded test that catches it, its message)
+    pytest.param(dict(sqrt_coefficient=False), test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
+                 "sample (mean|std)", id="missing sqrt"),
+    pytest.param(dict(swap_alphas=True), test_sampler.test_matches_the_reference_sampler_exactly, "first differs",
+                 id="alpha and alpha-bar swapped"),
+    pytest.param(dict(noise_at_zero=True), test_sampler.test_matches_the_reference_sampler_exactly,
+                 "returned x_0 differs", id="noise at the last step"),
+    pytest.param(dict(upward=True), test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
+                 "must run T-1", id="t runs upward"),
+    pytest.param(dict(off_by_one=True), test_sampler.test_matches_the_reference_sampler_exactly, "you passed t",
+                 id="off by one in t"),
+    pytest.param(dict(posterior_variance=True), test_sampler.test_matches_the_reference_sampler_exactly,
+                 "first differs", id="posterior variance"),
+    pytest.param(dict(sigma_is_beta=True), test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
+                 "sample std", id="sigma = beta, not sqrt(beta)"),
+    pytest.param(dict(clip=False), test_sampler.test_output_shape_range_and_device, "clip", id="never clips"),
+    pytest.param(dict(no_grad=False), test_sampler.test_returns_no_autograd_history, "autograd",
+                 id="keeps autograd history"),
+    pytest.param(dict(skip_model=True), test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
+                 "called 0 times", id="never calls the model"),
 ]
 
 
-@pytest.mark.parametrize("mistake, graded_test, reason", [(m[1], m[2], m[3]) for m in SAMPLER_MUTANTS],
-                         ids=[m[0] for m in SAMPLER_MUTANTS])
+@pytest.mark.parametrize("mistake, graded_test, reason", SAMPLER_MUTANTS)
 def test_sampler_mutant_is_caught(mistake, graded_test, reason):
     with pytest.raises(AssertionError, match=reason):
         graded_test(sample=partial(ddpm, **mistake))

@@ -4,15 +4,14 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torchvision.transforms.functional import gaussian_blur
 
-from src.harness.config import DataConfig
-from src.harness.data import load_data, to_model_range
-from src.harness.paths import SHARED_DATA
-from src.harness.quality import (CLASSIFIERS, EVAL_SAMPLES, THRESHOLDS, classifier_card, classifier_path,
-                                 edge_ratio, fd_ratio, frechet_distance, judge, load_classifier, sample_quality)
+from src.harness.data import to_model_range
+from src.harness.policy import EVAL_SAMPLES, THRESHOLDS
+from src.harness.quality import (CLASSIFIERS, classifier_card, classifier_path, edge_ratio, fd_ratio,
+                                 frechet_distance, judge, load_classifier, sample_quality)
 from tests.graded.runs import REFERENCE_SCORES
+from tests.harness.helpers import SHARED_FOLDERS, shared_data
 
 MIN_ACCURACY = {"fashion_mnist": 0.92, "cifar10": 0.80}
 
@@ -35,13 +34,9 @@ def test_shipped_classifier_loads_safely_and_met_its_accuracy(dataset):
     assert classifier(torch.zeros(2, channels, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("dataset, folder", [("fashion_mnist", "FashionMNIST"), ("cifar10", "cifar-10-batches-py")])
-def test_verdicts_on_known_image_sets(dataset, folder):
-    if not (SHARED_DATA / folder).exists():
-        pytest.skip("no shared data folder")
-    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig),
-                          {"name": dataset, "root": str(SHARED_DATA), "download": False, "verify_md5": False})
-    data = load_data(cfg)
+@pytest.mark.parametrize("dataset", SHARED_FOLDERS)
+def test_verdicts_on_known_image_sets(dataset):
+    data = shared_data(dataset)
     real = to_model_range(data.val)
     n = EVAL_SAMPLES
 

@@ -19,7 +19,7 @@ import torch
 from src.harness import record_reference
 from src.harness.runtime import Runtime
 from tests.graded import recorded
-from tests.graded.runs import recorded_reference, trained_model
+from tests.graded.runs import recorded_reference, reference_validation_loss
 
 
 def test_recorded_parameter_counts_are_the_references():
@@ -51,9 +51,7 @@ def test_recorded_short_run_is_the_references():
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # trains the Fashion-MNIST reference run when there is none yet
 def test_recorded_validation_loss_is_the_reference_runs():
-    from tests.graded.test_levels import fashion_mnist_validation_loss
-
-    loss = fashion_mnist_validation_loss(*trained_model("fashion_mnist", None, solution=True))
+    loss = reference_validation_loss()
     expected = recorded_reference("fashion_mnist")["val_loss"]
     assert loss == pytest.approx(expected, rel=0.05), (
         f"the reference run's validation loss is {loss:.4f}, src/harness/reference_scores.json says "

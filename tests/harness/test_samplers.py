@@ -8,7 +8,7 @@ from src.harness.config import SamplingConfig
 from src.harness.paths import ROOT
 from src.harness.samplers import SAMPLERS, ddim
 from src.harness.schedule import NoiseSchedule
-from tests.graded.test_sampler import GaussianDataDenoiser, RecordingModel
+from tests.graded.fakes import GaussianDataDenoiser, RecordingModel
 from tests.harness.helpers import run_main
 
 

@@ -54,9 +54,10 @@ def test_checkpoint_holds_what_resume_needs(tmp_path):
 
 
 @pytest.mark.parametrize("failure", [
-    OSError("disk full"),
-    RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\nmore detail"),  # torch's zip writer
-], ids=["os-error", "zip-writer"])
+    pytest.param(OSError("disk full"), id="os-error"),
+    pytest.param(RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0\nmore detail"),
+                 id="zip-writer"),  # torch's zip writer
+])
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failure):
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"step": 1})

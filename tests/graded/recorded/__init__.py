@@ -1,7 +1,7 @@
 """Recorded reference values: what the graded tests compare with, so they run without src/solution/.
 
 `reference.json` holds the reference model's parameter counts and its short training run's losses;
-`sampler_trace.pt` holds every model call of the reference sampler on test_sampler's fixed RecordingModel
+`sampler_trace.pt` holds every model call of the reference sampler on the fixed RecordingModel (tests/graded/fakes.py)
 and seed. `uv run python -m src.harness.record_reference` (instructor repository only) rewrites both, and
 tests/harness/test_recorded.py recomputes them from src/solution/ and fails when one is stale.
 """

@@ -1,0 +1,107 @@
+"""The grading policy: every number that decides a grade, in one place, each with the reason for its value.
+
+Points are the exception: they stay on their tests (`@pytest.mark.points(N)`), next to what they reward.
+.github/workflows/classroom.yml repeats their sums per Classroom step (`max-score`), and
+tests/harness/test_grading.py fails when a sum there no longer matches the tests a step selects.
+
+Changing a value here changes students' grades. The bars of Levels 1 and 3 (THRESHOLDS) were calibrated
+(`uv run python -m calibration.calibrate <dataset>`; tests/harness/test_calibration.py keeps a person's verdicts
+true); the basics' short run and the sampler trace are compared with recorded reference values
+(`uv run python -m src.harness.record_reference`; tests/harness/test_recorded.py says when they are stale).
+
+Imported by the pytest plugin in every pytest run, before any test: keep it free of torch and of the rest of
+the harness.
+"""
+
+import os
+
+# ------------------------------------------------------------------------------------------------ parts
+
+# The graded parts: each graded test carries one of these markers; the grade table reports per part.
+PARTS = {
+    "basics": "the model's contract and a short training run",
+    "level1": "Fashion-MNIST samples, up to reference quality",
+    "level2": "validation loss at most the reference's",
+    "level3": "recognisable CIFAR-10 samples",
+    "level4": "your own DDPM sampler",
+}
+# The parts graded online: one or more steps each in GitHub Classroom's workflow, Gradescope's default settings.
+# Not level3: grading it needs the CIFAR-10 data, and in Classroom a CIFAR-10 run (about an hour on a CPU).
+AUTOGRADED_PARTS = ("basics", "level1", "level2", "level4")
+
+# ----------------------------------------------------------------------------------- running graded tests
+
+# Seconds per graded test that sets no timeout of its own (env KATA_GRADED_TIMEOUT): an endless loop in student
+# code fails its test after that and the other tests still run. The tests that train, or evaluate a trained run,
+# set their own (`@pytest.mark.timeout`).
+DEFAULT_TIMEOUT = int(os.environ.get("KATA_GRADED_TIMEOUT", "120"))
+# Parameters beyond which a model is refused before its weights are allocated: such a network cannot be graded in a
+# test's time. Far above the real limit (PARAMETER_BUDGET: a few M), so it only stops runaway sizes early.
+MAX_PARAMETERS = 50_000_000
+
+# ------------------------------------------------------------------------------------ basics: the model
+
+# A model may have at most this many times the reference's parameters (per official config). The official budget
+# fixes the training steps, not the work per step: this leaves room to design a different network, while "a better
+# network" cannot simply mean a much bigger one.
+PARAMETER_BUDGET = 4
+
+# ----------------------------------------------------------------------------- basics: a short training run
+
+# Training steps of the short run (seed 0, 512 synthetic 28x28 images): the reference's validation loss falls to
+# 7% of its start in them (tests/graded/recorded/reference.json), in tens of seconds on a CPU. Changing it changes
+# the recorded losses: rerun record_reference.
+SHORT_RUN_STEPS = 40
+# The validation loss must fall below this fraction of its starting value: a loose bar, far above where the
+# reference ends, that a model which does not learn (the meta-tests' constant predictor) stays above.
+SHORT_RUN_MIN_DROP = 0.5
+# ... and end at most this multiple of the reference's loss on the identical run: room for other designs and for
+# bf16 against fp32 training on another CPU (the recording itself may move 25% across precisions,
+# tests/harness/test_recorded.py), while a model that learns far more slowly than the reference still fails.
+SHORT_RUN_REFERENCE_MARGIN = 1.6
+
+# --------------------------------------------------------------------------- the training budget of a level
+
+# The settings that fix how much training a run gets: a level accepts a checkpoint only if it recorded the official
+# value of each (tests/graded/runs.py), so a better grade can come from a better network, never from more training.
+BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.num_timesteps",
+               "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end")
+
+# ------------------------------------------------------------------------------ levels 1 and 3: samples
+
+# Images drawn per evaluation, about 25 per class: few enough to draw on a CPU, and the number the bars were
+# calibrated at (the Frechet distance depends on it; real-vs-real FD is measured at the same number). Official
+# configs need 2x this many validation images (src/harness/config.py).
+EVAL_SAMPLES = 256
+# DDIM steps per image: fast, and the same for every run so that scores compare; the bars were calibrated at it.
+EVAL_STEPS = 50
+# A class is "covered" when at least this share of the samples lands in it (6 of 256, a fifth of a class's share
+# in the data): a model that draws a class only now and then does not count as drawing it.
+COVERED = 0.02
+
+# Calibrated with `uv run python -m calibration.calibrate <dataset>` on real images, the reference, independently
+# written student models trained at the official budget and broken generators; the bars are in the README
+# ("Sample quality"), the calibration's tables in docs/instructors.md ("Sample quality calibration"), and
+# tests/harness/test_calibration.py keeps every person's verdict true.
+# Per dataset, for recognisable samples: the minimum classes covered, the maximum FD / real-vs-real FD and the
+# range of edge strength / real images'; for samples as good as the reference's: the maximum FD / real-vs-real FD.
+THRESHOLDS = {
+    "fashion_mnist": {"classes_covered": 8, "fd_ratio": 17.0, "edge_ratio": (0.72, 1.6), "reference_fd_ratio": 8.0},
+    # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
+    # set one with a margin.
+    "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
+}
+# Mean confidence is reported but judges nothing: pure noise scores about as high as good samples.
+
+# ------------------------------------------------------------------------------------- level 4: the sampler
+
+# The sampler must follow the reference's trajectory on a fixed model and seed (tests/graded/recorded/):
+# x_T within this (the same random draw, so only float noise may separate them) ...
+SAMPLER_X_T_ATOL = 1e-5
+# ... and every later x_t and x_0 within this: the meta-tests' two correct samplers, whose float32 arithmetic runs
+# in another order, stay within 2e-6 of the recording; the posterior variance in place of beta_t moves x_t by 0.1.
+SAMPLER_TRAJECTORY_ATOL = 1e-4
+# With the exact denoiser of Gaussian data (mean 0.2, std 0.3), the samples' mean and std must be within this of
+# the data's: a correct sampler lands within 0.003 of both (16 384 values); a missing sqrt or sigma = beta_t misses
+# the std by more than 0.25. Independent of the order of random draws, unlike the trajectory.
+GAUSSIAN_MOMENT_TOLERANCE = 0.02

@@ -1,0 +1,49 @@
+"""Fake models that the graded sampler tests drive a student's sampler with, and the fixed run whose trace the
+reference's is compared on.
+
+Shared with the harness's own tests and src/harness/record_reference.py. Shipped to students with the graded tests
+(tests/graded/), so it holds nothing of the reference.
+"""
+
+import torch
+
+from src.harness.schedule import NoiseSchedule
+
+
+class RecordingModel(torch.nn.Module):
+    """A fixed, cheap noise predictor that depends on x and t, and remembers every call."""
+
+    def __init__(self, num_timesteps: int):
+        super().__init__()
+        self.num_timesteps = num_timesteps
+        self.weight = torch.nn.Parameter(torch.tensor(0.5))  # requires grad: sampling must not track it
+        self.calls = []  # (t as a list, a copy of x)
+
+    def forward(self, x, t):
+        self.calls.append((t.tolist(), x.detach().clone()))
+        phase = (t.float() / self.num_timesteps).view(-1, 1, 1, 1)
+        return self.weight * torch.tanh(x) * torch.cos(3 * phase) + 0.1 * phase
+
+
+class GaussianDataDenoiser(torch.nn.Module):
+    """The exact eps-prediction for data x_0 ~ N(mean, std^2), pixel by pixel.
+
+    x_t ~ N(sqrt(abar) mean, abar std^2 + 1 - abar), and E[eps | x_t] = sqrt(1 - abar) (x_t - sqrt(abar) mean) / var.
+    """
+
+    def __init__(self, schedule, mean: float, std: float):
+        super().__init__()
+        self.abar, self.mean, self.std = schedule.alphas_cumprod, mean, std
+
+    def forward(self, x, t):
+        abar = self.abar[t].view(-1, 1, 1, 1)
+        return (1 - abar).sqrt() * (x - abar.sqrt() * self.mean) / (abar * self.std ** 2 + 1 - abar)
+
+
+def trace_sampler(sampler, num_timesteps=50, shape=(4, 1, 6, 6), seed=0):
+    """(x_0, model calls) of `sampler` on a fresh RecordingModel from a fixed seed. The reference sampler's, at the
+    defaults, is recorded (tests/graded/recorded/, `recorded.sampler_trace()`)."""
+    schedule = NoiseSchedule(num_timesteps)
+    model = RecordingModel(num_timesteps)
+    out = sampler(model, schedule, shape, generator=torch.Generator().manual_seed(seed))
+    return out, model.calls
