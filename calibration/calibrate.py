@@ -46,8 +46,7 @@ def generators(dataset: str, cfg, data):
     """(key, description, images (N, C, H, W) in [-1, 1]) for every generator that can be drawn now."""
     runtime = Runtime.choose("cpu", cfg.training.precision)
     objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
-    channels, size = DATASETS[dataset].shape(cfg.data)
-    shape = (EVAL_SAMPLES, channels, size, size)
+    shape = (EVAL_SAMPLES, *DATASETS[dataset].shape(cfg.data))
 
     def model_samples(model):
         return evaluation_samples(model, objective.schedule, shape, runtime.autocast)

@@ -94,7 +94,7 @@ def benchmark(cfg, model_factory, data, runtime: Runtime) -> dict:
     batches = TrainBatches(data.train, batch_size, cfg.seed, cfg.data.hflip, device)
     step = iter(range(10**9))
     harness_steps = cfg.sampling.steps if cfg.sampling.sampler == "ddim" else schedule.num_timesteps
-    shape = (cfg.sampling.num_samples, data.channels, data.image_size, data.image_size)
+    shape = (cfg.sampling.num_samples, *data.sample_shape)
     results = {"train_harness": _train_rate(model_factory().to(device), objective, lambda: batches(next(step)),
                                             runtime.autocast, device)}
     # Created only now: DataLoader workers start prefetching at once and would slow the harness's timing.

@@ -14,14 +14,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.harness.config import Config, ConfigError, load_config
-from src.harness.data import DATASETS, DataError, load_data, to_model_range
+from src.harness.data import DATASETS, DataError, load_data, model_input
 from src.harness.distributed import DistributedError, Processes
-from src.harness.figures import forward_strip, save_animation, save_grid, schedule_figure
+from src.harness.figures import save_animation, schedule_figure
 from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
                                 student_location)
+from src.harness.kinds import kind_of
 from src.harness.monitor import RunMonitor
 from src.harness.objective import NoisePrediction
-from src.harness.quality import classifier_path, describe_quality, evaluate, evaluation_samples
+from src.harness.quality import evaluation_samples
 from src.harness.runtime import Runtime, describe_cpu
 from src.harness.samplers import get_sampler
 from src.harness.schedule import NoiseSchedule
@@ -129,9 +130,11 @@ def output_dir(cfg, solution: bool) -> Path:
     return Path(cfg.output.root) / (cfg.output.name + ("-solution" if solution else ""))
 
 
-def run_metadata(solution: bool) -> dict:
+def run_metadata(cfg, solution: bool) -> dict:
     """What a checkpoint records about the code that trained it (see loading.model_fingerprint)."""
-    return {"solution": solution} if solution else {"solution": False, "model_fingerprint": model_fingerprint()}
+    if solution:
+        return {"solution": True}
+    return {"solution": False, "model_fingerprint": model_fingerprint(kind_of(cfg.data.name).module)}
 
 
 def run(cfg, args) -> int:
@@ -149,10 +152,10 @@ def run(cfg, args) -> int:
     objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion, runtime.device))
     if not processes.is_main:  # a torchrun worker: it trains its shard, the main process does the rest
         train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
-              metadata=run_metadata(args.solution), processes=processes)
+              metadata=run_metadata(cfg, args.solution), processes=processes)
         processes.close()
         return 0
-    val_images = to_model_range(data.val)
+    val_images = model_input(data.val)
     prepare_run_folder(out, cfg, args)
     described = describe_run(cfg, args, runtime, model, data, out)
     if args.evaluate:  # speed and training loss as training measured them
@@ -163,8 +166,8 @@ def run(cfg, args) -> int:
                                        processes)
         metrics = described | trained
     metrics |= validate(cfg, model, ema_model, objective, val_images)
-    metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, out)
-    metrics |= score_quality(cfg, runtime, ema_model, objective.schedule, val_images, data.classes)
+    metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, val_images, out)
+    metrics |= score_quality(cfg, runtime, ema_model, objective.schedule, data, val_images)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
 
@@ -176,7 +179,7 @@ def open_run_folder(checkpoint_path: Path, cfg: DictConfig, args) -> dict | None
     """
     state = check_run_folder(checkpoint_path, args)
     if args.resume:
-        check_resume(state, budget_of(cfg), run_metadata(args.solution))
+        check_resume(state, budget_of(cfg), run_metadata(cfg, args.solution))
     return state
 
 
@@ -186,14 +189,16 @@ def load_code(cfg: DictConfig, args, runtime: Runtime):
     model = build_model(cfg, args.solution).to(runtime.device)
     sampler = get_sampler(cfg.sampling, custom=args.custom_sampler, solution=args.solution)
     if args.custom_sampler:  # a stub raises here, not after training
-        channels, _ = DATASETS[cfg.data.name].shape(cfg.data)
-        sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), (1, channels, 4, 4))
+        tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
+        sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), tiny)
     return model, sampler
 
 
 def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
     from src.harness.benchmark import benchmark
 
+    if DATASETS[cfg.data.name].kind == "points":
+        raise ConfigError(f"--benchmark measures image runs; {cfg.data.name} is 2-D points, which train in seconds")
     cpu = f", CPU {describe_cpu()}" if runtime.device.type == "cpu" else ""
     print(f"benchmark: {args.config}, {num_parameters(model) / 1e6:.2f} M parameters, "
           f"{runtime.device.type} ({torch.get_num_threads()} threads{cpu}), precision {runtime.precision}")
@@ -207,11 +212,12 @@ def num_parameters(model) -> int:
 
 def describe_run(cfg: DictConfig, args, runtime: Runtime, model, data, out: Path) -> dict:
     """Print what is about to run; return the metrics that say so."""
-    who = "the reference model" if args.solution else "your model (src/model.py)"
+    kind = kind_of(cfg.data.name)
+    who = "the reference model" if args.solution else f"your model (src/{kind.module}.py)"
     action = "Evaluating" if args.evaluate else "Training"
     count = num_parameters(model)
     print(f"{action} {who}, {count / 1e6:.2f} M parameters, on {cfg.data.name} "
-          f"({len(data.train)} images, {data.channels}x{data.image_size}x{data.image_size}), "
+          f"({len(data.train)} {kind.noun}, {'x'.join(map(str, data.sample_shape))}), "
           f"device {runtime.device.type}, {runtime.precision}. Outputs: {out}/")
     return {"config": args.config, "solution": args.solution, "dataset": cfg.data.name, "num_parameters": count,
             "device": runtime.device.type, "precision": runtime.precision}
@@ -228,18 +234,20 @@ def trained_weights(model, state: dict, checkpoint_path: Path):
 def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_images, val_images, out: Path,
               state: dict | None, processes: Processes):
     """Draw the schedule figures, train with the run monitor; return (the EMA model, training metrics)."""
+    kind = kind_of(cfg.data.name)
     schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
     # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
-    forward_strip(val_images[:4], NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
+    kind.forward_figure(val_images, NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
     shape = sample_shape(cfg)
     monitor = RunMonitor(
         out, objective, val_images, runtime.autocast,
         preview=lambda m: evaluation_samples(m, objective.schedule, shape, runtime.autocast, cfg.sampling.seed),
-        eval_every=cfg.training.eval_every, preview_every=cfg.training.preview_every,
-        start_step=state["step"] if state else 0, tensorboard=cfg.output.tensorboard)
+        picture=lambda samples: kind.picture(samples, val_images), eval_every=cfg.training.eval_every,
+        preview_every=cfg.training.preview_every, start_step=state["step"] if state else 0,
+        tensorboard=cfg.output.tensorboard)
     tic = time.perf_counter()
     result = train(cfg, model, objective, train_images, runtime, out / "checkpoint.pt", resume_from=state,
-                   on_step=monitor, metadata=run_metadata(args.solution), processes=processes)
+                   on_step=monitor, metadata=run_metadata(cfg, args.solution), processes=processes)
     processes.close()
     monitor.close(result.steps, result.ema.model)
     return result.ema.model, {"steps": result.steps, "train_seconds": round(time.perf_counter() - tic, 2),
@@ -247,10 +255,9 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_i
                               "train_loss": result.last_loss}
 
 
-def sample_shape(cfg: DictConfig) -> tuple[int, int, int, int]:
-    """(num_samples, C, H, W) of the samples a run draws."""
-    channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
-    return cfg.sampling.num_samples, channels, image_size, image_size
+def sample_shape(cfg: DictConfig) -> tuple[int, ...]:
+    """(num_samples, C, H, W), or (num_samples, 2) for points, of the samples a run draws."""
+    return cfg.sampling.num_samples, *DATASETS[cfg.data.name].shape(cfg.data)
 
 
 def validate(cfg: DictConfig, model, ema_model, objective, val_images) -> dict:
@@ -261,31 +268,35 @@ def validate(cfg: DictConfig, model, ema_model, objective, val_images) -> dict:
     return {"val_loss": val["loss"], "val_loss_bands": val["bands"], "val_loss_raw_weights": val_raw["loss"]}
 
 
-def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, schedule, out: Path) -> dict:
-    """samples.png (and animation.gif) from the EMA model."""
+def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, schedule, val, out: Path) -> dict:
+    """samples.png (and animation.gif) from the EMA model; points are drawn over the validation points `val`."""
+    kind = kind_of(cfg.data.name)
     shape = sample_shape(cfg)
     tic = time.perf_counter()
     generator = torch.Generator(runtime.device).manual_seed(cfg.sampling.seed)
     with runtime.autocast():
         if cfg.output.animation:
             samples = save_animation(sampler, ema_model, schedule, shape, generator, out / "animation.gif",
-                                     cfg.sampling.animation_frames)
+                                     lambda x: kind.picture(x, val), kind.keep, cfg.sampling.animation_frames,
+                                     scale=kind.animation_scale)
         else:
             samples = sampler(ema_model, schedule, shape, generator=generator)
-    save_grid(samples, out / "samples.png")
+    kind.picture(samples, val).save(out / "samples.png")
     sampler_name = "your src/sampler.py" if args.custom_sampler else cfg.sampling.sampler
     seconds = round(time.perf_counter() - tic, 2)
     print(f"{len(samples)} samples ({sampler_name}) in {seconds:.1f} s: {out / 'samples.png'}")
     return {"sampler": sampler_name, "sample_seconds": seconds}
 
 
-def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, schedule, val_images, classes) -> dict:
-    """The sample-quality score, for datasets with a shipped classifier."""
-    if not classifier_path(cfg.data.name).exists():
-        return {}
+def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, schedule, data, val) -> dict:
+    """The sample-quality score: a classifier's for images (where one is shipped), a distance for points."""
     tic = time.perf_counter()
-    quality = evaluate(ema_model, schedule, val_images, cfg.data.name, classes, runtime.autocast)
-    print(describe_quality(quality, cfg.data.name))
+    scored = kind_of(cfg.data.name).score(cfg.data.name, ema_model, schedule, data.train, val, data.classes,
+                                          runtime.autocast)
+    if scored is None:
+        return {}
+    quality, description = scored
+    print(description)
     return {"quality": quality, "quality_seconds": round(time.perf_counter() - tic, 2)}
 
 

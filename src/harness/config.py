@@ -58,7 +58,7 @@ class DataConfig:
     batch_size: int = checked(128, POSITIVE)
     num_val: int = checked(1000, POSITIVE)  # held-out validation images, a fixed subset of the test split
     hflip: bool = True  # random horizontal flips during training
-    # Only for `synthetic`: the generated images' shape and count.
+    # Only for generated data: `synthetic` images' shape, and the training count of `synthetic`, `spiral`, `moons`.
     channels: int = checked(1, POSITIVE)
     image_size: int = checked(16, POSITIVE)
     num_train: int = checked(512, POSITIVE)
@@ -205,8 +205,16 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_between_fields(cfg: DictConfig) -> None:
-    from src.harness.quality import EVAL_SAMPLES, classifier_path  # torch-heavy: imported only when needed
+    from src.harness.data import DATASETS  # torch-heavy: imported only when needed
+    from src.harness.policy import POINT_EVAL_SAMPLES
+    from src.harness.quality import EVAL_SAMPLES, classifier_path
 
+    if DATASETS[cfg.data.name].kind == "points":
+        _check(not cfg.data.hflip, "data.hflip", cfg.data.hflip, "false for 2-D points (a flip is for images)")
+        for key in ("num_train", "num_val"):
+            _check(cfg.data[key] >= POINT_EVAL_SAMPLES, f"data.{key}", cfg.data[key],
+                   f"at least {POINT_EVAL_SAMPLES}, as the sample-quality score compares {POINT_EVAL_SAMPLES} "
+                   "samples with as many training and validation points")
     if classifier_path(cfg.data.name).exists():
         _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
                f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "

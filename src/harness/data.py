@@ -1,7 +1,8 @@
-"""Datasets as whole uint8 tensors in memory, and the shuffled training batches drawn from them.
+"""Datasets as whole tensors in memory, and the shuffled training batches drawn from them.
 
-Every dataset in `DATASETS` is a function of the `data` config that returns an `ImageData`. Images stay
-uint8 until a batch is taken (fast on a CPU, no worker processes); the model sees floats in [-1, 1].
+Every dataset in `DATASETS` is a function of the `data` config that returns a `Data`. Images stay uint8
+until a batch is taken (fast on a CPU, no worker processes); the model sees floats in [-1, 1]. The 2-D
+playground's points (src/harness/points.py) are float32 from the start.
 """
 
 import gzip
@@ -23,8 +24,11 @@ class DataNotFoundError(DataError, FileNotFoundError):
 
 
 @dataclass
-class ImageData:
-    """train: (N, C, H, W) uint8, val: (M, C, H, W) uint8 (held out), labels: (N,), (M,) int64 indices into `classes`."""
+class Data:
+    """train: (N, *sample_shape), val: (M, *sample_shape) (held out), labels: (N,), (M,) int64 indices into `classes`.
+
+    Images are (C, H, W) uint8; points are (2,) float32.
+    """
 
     train: torch.Tensor
     train_labels: torch.Tensor
@@ -33,17 +37,18 @@ class ImageData:
     classes: list[str]
 
     @property
-    def channels(self) -> int:
-        return self.train.shape[1]
-
-    @property
-    def image_size(self) -> int:
-        return self.train.shape[-1]
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return images.float().div(127.5).sub(1)
+
+
+def model_input(stored: torch.Tensor) -> torch.Tensor:
+    """Samples as stored -> as the model sees them: uint8 images are scaled to [-1, 1], points are kept as they are."""
+    return stored if stored.is_floating_point() else to_model_range(stored)
 
 
 def derived_seed(seed: int, index: int) -> int:
@@ -89,7 +94,7 @@ def _find_fashion_mnist(raw: Path) -> list[Path] | None:
     return found
 
 
-def load_fashion_mnist(cfg) -> ImageData:
+def load_fashion_mnist(cfg) -> Data:
     """Reads `<root>/FashionMNIST/raw/` (the four files, gzipped or not); downloads them with torchvision if allowed."""
     raw = Path(cfg.root) / "FashionMNIST" / "raw"
     files = _find_fashion_mnist(raw)
@@ -99,7 +104,7 @@ def load_fashion_mnist(cfg) -> ImageData:
     if files is None:
         raise DataNotFoundError(_missing_message("Fashion-MNIST", raw, [f + ".gz" for f in FASHION_MNIST_FILES]))
     train_x, train_y, test_x, test_y = (torch.from_numpy(_read_idx(p).copy()) for p in files)
-    return ImageData(train_x[:, None], train_y.long(), test_x[:, None], test_y.long(), FASHION_MNIST_CLASSES)
+    return Data(train_x[:, None], train_y.long(), test_x[:, None], test_y.long(), FASHION_MNIST_CLASSES)
 
 
 # ---------------------------------------------------------------------------------------------------- CIFAR-10
@@ -108,7 +113,7 @@ CIFAR10_FILES = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4",
                  "test_batch", "batches.meta"]
 
 
-def load_cifar10(cfg) -> ImageData:
+def load_cifar10(cfg) -> Data:
     """`<root>/cifar-10-batches-py/` (the "python version"), downloaded by torchvision if missing and allowed.
 
     Every file is read before the md5 check, so a damaged file is named as such; `verify_md5=false` accepts
@@ -127,7 +132,7 @@ def load_cifar10(cfg) -> ImageData:
                         "copy that was rebuilt (like the course's shared data folder), set data.verify_md5=false")
     train = [batches[name] for name in CIFAR10_FILES if name.startswith("data_batch")]
     test = batches["test_batch"]
-    return ImageData(torch.from_numpy(np.concatenate([b["data"] for b in train])),
+    return Data(torch.from_numpy(np.concatenate([b["data"] for b in train])),
                      torch.from_numpy(np.concatenate([b["labels"] for b in train])),
                      torch.from_numpy(test["data"]), torch.from_numpy(test["labels"]),
                      batches["batches.meta"]["label_names"])
@@ -165,14 +170,14 @@ def _cifar_md5_ok(folder: Path) -> bool:
 SYNTHETIC_CLASSES = ["disc", "square", "horizontal bar", "vertical bar"]
 
 
-def make_synthetic(cfg) -> ImageData:
+def make_synthetic(cfg) -> Data:
     """Small deterministic images: one bright shape (a class of SYNTHETIC_CLASSES) on a dark background.
 
     Always the same images for the same shape settings: the generators are seeded with fixed numbers.
     """
     train = _synthetic_shapes(cfg.num_train, cfg.channels, cfg.image_size, seed=0)
     test = _synthetic_shapes(max(cfg.num_val, 1), cfg.channels, cfg.image_size, seed=1)
-    return ImageData(*train, *test, SYNTHETIC_CLASSES)
+    return Data(*train, *test, SYNTHETIC_CLASSES)
 
 
 def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,23 +200,42 @@ def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torc
     return (images * 255).round().to(torch.uint8), labels
 
 
+# ------------------------------------------------------------------------------------------------ 2-D points
+
+def make_points(name: str) -> Callable:
+    """The loader of the 2-D dataset `name` (points.SHAPES): num_train and num_val points, each split from its own seed."""
+    from src.harness.points import SHAPES, TRAIN_SEED, VAL_SEED
+
+    def load(cfg) -> Data:
+        draw, classes = SHAPES[name]
+        train = draw(cfg.num_train, torch.Generator().manual_seed(TRAIN_SEED))
+        val = draw(cfg.num_val, torch.Generator().manual_seed(VAL_SEED))
+        return Data(*train, *val, classes)
+
+    return load
+
+
 # ---------------------------------------------------------------------------------------------------- registry
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    load: Callable  # data config -> ImageData with the whole test split as `val`
-    shape: Callable  # data config -> (channels, image_size), known without loading anything
-    num_train: Callable  # data config -> the number of training images, known without loading anything
+    load: Callable  # data config -> Data with the whole test split as `val`
+    shape: Callable  # data config -> the shape of one sample, (C, H, W) or (2,), known without loading anything
+    num_train: Callable  # data config -> the number of training samples, known without loading anything
+    kind: str = "images"  # a key of harness.kinds.KINDS: "images" or "points"
 
 
 DATASETS = {
-    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28), lambda cfg: 60_000),
-    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32), lambda cfg: 50_000),
-    "synthetic": DatasetSpec(make_synthetic, lambda cfg: (cfg.channels, cfg.image_size), lambda cfg: cfg.num_train),
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28, 28), lambda cfg: 60_000),
+    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32, 32), lambda cfg: 50_000),
+    "synthetic": DatasetSpec(make_synthetic, lambda cfg: (cfg.channels, cfg.image_size, cfg.image_size),
+                             lambda cfg: cfg.num_train),
+    "spiral": DatasetSpec(make_points("spiral"), lambda cfg: (2,), lambda cfg: cfg.num_train, kind="points"),
+    "moons": DatasetSpec(make_points("moons"), lambda cfg: (2,), lambda cfg: cfg.num_train, kind="points"),
 }
 
 
-def load_data(cfg) -> ImageData:
+def load_data(cfg) -> Data:
     """The dataset named by `cfg.name`, with a fixed random subset of its test split held out for validation."""
     data = DATASETS[cfg.name].load(cfg)
     # A random subset, not the first images: some copies store the test split sorted by class.
@@ -250,7 +274,7 @@ class TrainBatches:
     """Shuffled, optionally flipped training batches; batch `step` is a pure function of (seed, step).
 
     Each epoch is a fresh permutation (the last incomplete batch is dropped), so a run resumed at any
-    step sees exactly the data an uninterrupted run would.  images: (N, C, H, W) uint8.
+    step sees exactly the data an uninterrupted run would.  images: (N, C, H, W) uint8, or points (N, 2).
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, seed: int, hflip: bool, device):
@@ -261,7 +285,7 @@ class TrainBatches:
         self._epoch, self._order, self._flips = None, None, None
 
     def __call__(self, step: int) -> torch.Tensor:
-        """(B, C, H, W) float32 in [-1, 1] on the device."""
+        """(B, C, H, W) (or (B, 2)) float32 in [-1, 1] on the device."""
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
@@ -269,7 +293,7 @@ class TrainBatches:
             self._flips = (torch.rand(len(self.images), generator=g) < 0.5).to(self.device)
             self._epoch = epoch
         chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = to_model_range(self.images[chosen])
+        x = model_input(self.images[chosen])
         if self.hflip:
             x = torch.where(self._flips[chosen].view(-1, 1, 1, 1), x.flip(-1), x)
         return x

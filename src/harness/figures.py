@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from src.harness.data import to_model_range, to_uint8  # noqa: E402
+from src.harness.data import to_uint8  # noqa: E402
 from src.harness.schedule import NoiseSchedule  # noqa: E402
 
 
@@ -23,31 +23,29 @@ def image_grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
     return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
 
 
-def save_grid(images: torch.Tensor, path: Path) -> None:
-    image_grid(images).save(path)
-
-
 class TrajectoryRecorder(torch.nn.Module):
-    """Wraps a model and keeps the x_t it is called with, so any sampler's path from noise to image can be shown."""
+    """Wraps a model and keeps the x_t it is called with (as `keep(x_t)`), so any sampler's path from noise to data
+    can be shown."""
 
-    def __init__(self, model):
+    def __init__(self, model, keep):
         super().__init__()
-        self.model = model
+        self.model, self.keep = model, keep
         self.inputs: list[torch.Tensor] = []
 
     def forward(self, x, t):
-        self.inputs.append(to_uint8(x.detach().float().cpu()))
+        self.inputs.append(self.keep(x))
         return self.model(x, t)
 
 
-def save_animation(sampler, model, schedule, shape, generator, path: Path, num_frames: int = 40,
+def save_animation(sampler, model, schedule, shape, generator, path: Path, picture, keep, num_frames: int = 40,
                    frame_ms: int = 80, hold_ms: int = 1500, scale: int = 2) -> torch.Tensor:
-    """Sample with `sampler`, write a GIF of the grid from x_T to x_0 (num_frames frames, `scale` x), return the samples."""
-    recorder = TrajectoryRecorder(model)
+    """Sample with `sampler`, write a GIF from x_T to x_0 (num_frames frames, each `picture(x_t)` at `scale` x, from
+    the x_t the model was called with, kept as `keep(x_t)`), return the samples."""
+    recorder = TrajectoryRecorder(model, keep)
     samples = sampler(recorder, schedule, shape, generator=generator)
     states = recorder.inputs
     chosen = [states[round(i * (len(states) - 1) / max(1, num_frames - 2))] for i in range(num_frames - 1)]
-    frames = [image_grid(to_model_range(s)) for s in chosen] + [image_grid(samples)]
+    frames = [picture(s) for s in chosen] + [picture(samples)]
     frames = [f.resize((f.width * scale, f.height * scale), Image.NEAREST) for f in frames]
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)

@@ -1,9 +1,9 @@
 """The pytest plugin that grades: fixtures for the code under test, points, a grade table and grade.json.
 
 Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A graded test carries
-`@pytest.mark.points(N)` and one part marker (basics, level1 ... level4). It receives the code under
-test through the fixtures `model_class` and `sample`: the student's files, or with --solution the
-reference. Graded test functions take only those values, so the harness's own tests can call them
+`@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level4). It receives the code under
+test through the fixtures `model_class`, `point_model_class` and `sample`: the student's files, or with
+--solution the reference. Graded test functions take only those values, so the harness's own tests can call them
 with deliberately broken implementations and check that they fail.
 """
 
@@ -77,10 +77,17 @@ def model_class(solution):
     return gradable(_implementation("model", solution).DiffusionModel)
 
 
-def gradable(cls):
-    """`cls`, failing the test at once if it is too large to grade, with forward's output checked by
-    loading.check_prediction (a tuple or a tensor on another device gets a one-line message)."""
-    count = _parameters_on_meta_device(cls)
+@pytest.fixture
+def point_model_class(solution):
+    """PointModel from src/point_model.py, or from src/solution/point_model.py with --solution, checked like
+    model_class."""
+    return gradable(_implementation("point_model", solution).PointModel, example=(2,))
+
+
+def gradable(cls, example: tuple = (1, 28)):
+    """`cls`, failing the test at once if it is too large to grade (built as cls(*example)), with forward's output
+    checked by loading.check_prediction (a tuple or a tensor on another device gets a one-line message)."""
+    count = _parameters_on_meta_device(cls, example)
     if count is not None and count > MAX_PARAMETERS:
         pytest.fail(f"your model has {count / 1e6:.0f} M parameters, far beyond the budget (a few M, see "
                     "test_parameter_budget); it is too large to grade: make it smaller", pytrace=False)
@@ -101,13 +108,13 @@ def _checked(cls):
     return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
 
 
-def _parameters_on_meta_device(cls) -> int | None:
-    """The parameter count of cls(1, 28), built without allocating memory; None if it cannot be built so."""
+def _parameters_on_meta_device(cls, example: tuple) -> int | None:
+    """The parameter count of cls(*example), built without allocating memory; None if it cannot be built so."""
     import torch
 
     try:
         with torch.device("meta"):
-            return sum(p.numel() for p in cls(1, 28).parameters())
+            return sum(p.numel() for p in cls(*example).parameters())
     except Exception:  # the real construction in the test reports any error properly
         return None
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from src.harness.paths import ROOT
 
-STUDENT_FILES = {"model": "src/model.py", "sampler": "src/sampler.py", "utils": "src/utils.py"}
+STUDENT_FILES = {"model": "src/model.py", "point_model": "src/point_model.py", "sampler": "src/sampler.py",
+                 "utils": "src/utils.py"}
 
 
 class StudentCodeError(Exception):
@@ -48,6 +49,9 @@ def stub_message(err: NotImplementedError) -> str:
     if where and where[0] == STUDENT_FILES["sampler"]:
         return ("src/sampler.py is still a stub: implement `sample` there (Level 4), "
                 "or run without --custom-sampler to draw the final samples with the harness's DDIM sampler.")
+    if where and where[0] == STUDENT_FILES["point_model"]:
+        return ("src/point_model.py is still a stub: implement PointModel there (Level 0, see the README)"
+                + (", or run with --solution to train the reference point model." if reference_available() else "."))
     if not reference_available():
         return "src/model.py is still a stub: implement DiffusionModel there (Level 1, see the README)."
     return ("src/model.py is still a stub: implement DiffusionModel there (Level 1), "
@@ -94,14 +98,15 @@ def check_prediction(prediction, x) -> None:
                                "do not move tensors to a device yourself: the harness moves the whole model")
 
 
-def model_fingerprint(root: Path = ROOT) -> str:
-    """A hash of the code of src/model.py and src/utils.py, blind to comments, docstrings and formatting.
+def model_fingerprint(module: str = "model", root: Path = ROOT) -> str:
+    """A hash of the code of src/<module>.py (model or point_model) and src/utils.py, blind to comments, docstrings
+    and formatting.
 
     main.py records it in a student run's checkpoint and the level tests compare it with the files being
     graded, so a checkpoint counts only for the network code that trained it (editing a comment is fine).
     """
     digest = hashlib.sha256()
-    for name in ("model", "utils"):
+    for name in (module, "utils"):
         path = root / STUDENT_FILES[name]
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -118,10 +123,11 @@ def model_fingerprint(root: Path = ROOT) -> str:
 
 
 def build_model(cfg, solution: bool):
-    """DiffusionModel(channels, image_size) for the run config's dataset; the reference also takes the `model`
-    config's architecture."""
+    """The network for the run config's dataset: DiffusionModel(channels, image_size) for images (the reference also
+    takes the `model` config's architecture), PointModel(2) for 2-D points."""
     from src.harness.data import DATASETS
+    from src.harness.kinds import kind_of
 
-    channels, image_size = DATASETS[cfg.data.name].shape(cfg.data)
-    module = import_implementation("model", solution)
-    return module.DiffusionModel(channels, image_size, **(dict(cfg.model) if solution else {}))
+    kind = kind_of(cfg.data.name)
+    cls = getattr(import_implementation(kind.module, solution), kind.class_name)
+    return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), dict(cfg.model) if solution else {})

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from src.harness.config import ConfigError
-from src.harness.figures import curves_figure, image_grid, save_grid
+from src.harness.figures import curves_figure
 
 
 class RunMonitor:
@@ -13,10 +13,11 @@ class RunMonitor:
     The history lives in history.json beside the checkpoint, so a resumed run continues its curves.
     """
 
-    def __init__(self, out: Path, objective, val_images, autocast, preview, eval_every: int, preview_every: int,
-                 start_step: int = 0, tensorboard: bool = False):
+    def __init__(self, out: Path, objective, val_images, autocast, preview, picture, eval_every: int,
+                 preview_every: int, start_step: int = 0, tensorboard: bool = False):
+        """preview(ema_model) draws the preview samples, picture(samples) makes them a PIL image."""
         self.out, self.objective, self.val_images, self.autocast = out, objective, val_images, autocast
-        self.preview, self.eval_every, self.preview_every = preview, eval_every, preview_every
+        self.preview, self.picture, self.eval_every, self.preview_every = preview, picture, eval_every, preview_every
         self.history_path = out / "history.json"
         history = json.loads(self.history_path.read_text()) if start_step and self.history_path.exists() else {}
         self.history = {key: [e for e in history.get(key, []) if _step(e) <= start_step] for key in ("train", "val")}
@@ -49,13 +50,13 @@ class RunMonitor:
             self._scalar(f"val_band/{band}", value, step)
 
     def _preview(self, step: int, ema_model) -> None:
-        samples = self.preview(ema_model)
+        picture = self.picture(self.preview(ema_model))
         (self.out / "previews").mkdir(exist_ok=True)
-        save_grid(samples, self.out / "previews" / f"step_{step:06d}.png")
+        picture.save(self.out / "previews" / f"step_{step:06d}.png")
         if self.writer:
             from torchvision.transforms.functional import pil_to_tensor
 
-            self.writer.add_image("samples", pil_to_tensor(image_grid(samples).convert("RGB")), step)
+            self.writer.add_image("samples", pil_to_tensor(picture.convert("RGB")), step)
 
     def _scalar(self, name: str, value: float, step: int) -> None:
         if self.writer:

@@ -28,7 +28,7 @@ class NoisePrediction:
         self.schedule = schedule
 
     def draw(self, x0: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t, noise) for the batch x0: (B, C, H, W); t: (B,) uniform in [0, T), drawn before the noise."""
+        """(t, noise) for the batch x0: (B, C, H, W) or (B, 2); t: (B,) uniform in [0, T), drawn before the noise."""
         t = torch.randint(0, self.schedule.num_timesteps, (len(x0),), generator=generator, device=x0.device)
         return t, torch.randn(x0.shape, generator=generator, device=x0.device)
 
@@ -44,7 +44,7 @@ class NoisePrediction:
         Image i is noised at t_i = floor(i * T / N), so the timesteps cover [0, T) evenly, with noise drawn
         from a generator seeded 0; two models scored on the same images see exactly the same x_t.
         `autocast` makes the context each forward pass runs in (e.g. bfloat16 autocast).
-        images: (N, C, H, W) in [-1, 1].  Returns {"loss": float, "bands": {"0-99": float, ...}}.
+        images: (N, C, H, W) in [-1, 1] (or points (N, 2)).  Returns {"loss": float, "bands": {"0-99": float, ...}}.
         """
         n, T = len(images), self.schedule.num_timesteps
         device = self.schedule.betas.device
@@ -59,7 +59,7 @@ class NoisePrediction:
             eps = noise[start:start + batch_size].to(device)
             with autocast():
                 prediction = predict_noise(model, self.schedule.q_sample(x0, t, eps), t)
-            per_image.append((prediction.float() - eps).pow(2).mean(dim=(1, 2, 3)).cpu())
+            per_image.append((prediction.float() - eps).pow(2).flatten(1).mean(dim=1).cpu())
         model.train(was_training)
         per_image = torch.cat(per_image).double()
         return {"loss": per_image.mean().item(), "bands": _band_means(per_image, timesteps, T, min(num_bands, T))}

@@ -19,6 +19,7 @@ import os
 
 # The graded parts: each graded test carries one of these markers; the grade table reports per part.
 PARTS = {
+    "level0": "2-D points: the point model and its samples",
     "basics": "the model's contract and a short training run",
     "level1": "Fashion-MNIST samples, up to reference quality",
     "level2": "validation loss at most the reference's",
@@ -27,7 +28,7 @@ PARTS = {
 }
 # The parts graded online: one or more steps each in GitHub Classroom's workflow, Gradescope's default settings.
 # Not level3: grading it needs the CIFAR-10 data, and in Classroom a CIFAR-10 run (about an hour on a CPU).
-AUTOGRADED_PARTS = ("basics", "level1", "level2", "level4")
+AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4")
 
 # ----------------------------------------------------------------------------------- running graded tests
 
@@ -90,7 +91,15 @@ THRESHOLDS = {
     # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
     # set one with a margin.
     "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
+    # Level 0's two moons (src/harness/points.py): the maximum Chamfer distance of the samples to held-out points /
+    # that between two sets of real points. Calibrated on student-style point models and broken generators
+    # (`uv run python -m calibration.points`; the table is in docs/instructors.md). The spiral is not graded.
+    "moons": {"chamfer_ratio": 4.5},
 }
+# Points drawn per evaluation (Level 0): the Chamfer distance between two sets of real points of this size is small
+# (about 0.009 on the moons) and steady, and drawing them takes a few seconds.
+POINT_EVAL_SAMPLES = 2000
+
 # Mean confidence is reported but judges nothing: pure noise scores about as high as good samples.
 
 # ------------------------------------------------------------------------------------- level 4: the sampler

@@ -31,8 +31,8 @@ class NoiseSchedule:
         return cls(d.num_timesteps, d.schedule, d.beta_start, d.beta_end, device)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """x_t = sqrt(alpha-bar_t) x_0 + sqrt(1 - alpha-bar_t) eps  (eq. 4).  x0, noise: (B, C, H, W); t: (B,)."""
-        abar = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        """x_t = sqrt(alpha-bar_t) x_0 + sqrt(1 - alpha-bar_t) eps  (eq. 4).  x0, noise: (B, ...); t: (B,)."""
+        abar = self.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1))
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
 

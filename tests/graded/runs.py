@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from src.harness.cli import output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
+from src.harness.kinds import kind_of
 from src.harness.loading import build_model, model_fingerprint
 from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
@@ -37,7 +38,7 @@ def train_reference(config: str) -> None:
 
 
 # References trained on the spot by `pytest --solution` when missing; CIFAR-10 takes an hour on a 2-core CPU.
-TRAINED_ON_DEMAND = {"fashion_mnist"}
+TRAINED_ON_DEMAND = {"fashion_mnist", "moons"}
 
 
 def trained_model(config: str, model_class, solution: bool):
@@ -59,8 +60,8 @@ def trained_model(config: str, model_class, solution: bool):
             else f"train it again with `{command(config, solution)} --overwrite`"
         pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {fix}", pytrace=False)
     run_cfg = OmegaConf.create(state["config"])
-    channels, size = DATASETS[run_cfg.data.name].shape(run_cfg.data)
-    model = build_model(run_cfg, solution=True) if solution else model_class(channels, size)
+    shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
+    model = build_model(run_cfg, solution=True) if solution else kind_of(run_cfg.data.name).build(model_class, shape, {})
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
@@ -105,9 +106,10 @@ def provenance_problem(state: dict, official, solution: bool) -> str | None:
         return (f"records {state['step']} steps and {state.get('images_seen')} images seen, but the official budget "
                 f"is {official_steps} steps of {official.data.batch_size} images")
     if state.get("solution", False) != solution:
-        return f"was not trained from {'src/solution' if solution else 'src/model.py'}"
-    if not solution and state.get("model_fingerprint") != model_fingerprint():
-        return "was trained by other code than the current src/model.py and src/utils.py (changed since?)"
+        return f"was not trained from {'src/solution' if solution else f'src/{kind_of(official.data.name).module}.py'}"
+    module = kind_of(official.data.name).module
+    if not solution and state.get("model_fingerprint") != model_fingerprint(module):
+        return f"was trained by other code than the current src/{module}.py and src/utils.py (changed since?)"
     return None
 
 

@@ -1,14 +1,17 @@
-"""The Level 1 and Level 3 bars agree with a person on every generator of the calibration zoo.
+"""The bars of Levels 0, 1 and 3 agree with a person on every generator of the calibration zoo.
 
 calibration/grids/<dataset>/ holds the 256 evaluation samples of each generator (real images, the reference,
 independently written student models trained at the official budget, and broken generators), drawn once by
 `uv run python -m calibration.calibrate <dataset>`; calibration/verdicts.json holds what a person saw in each
-grid. A change to the metric or its thresholds that turns any verdict fails here.
+grid. Level 0's point sets are in calibration/grids/moons/samples.pt (`uv run python -m calibration.points`).
+A change to the metric or its thresholds that turns any verdict fails here.
 """
 
 import pytest
 
+from calibration import points as points_calibration
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
+from src.harness.points import chamfer_ratio, point_quality
 from src.harness.data import to_model_range
 from tests.harness.helpers import SHARED_FOLDERS, shared_data
 
@@ -45,3 +48,22 @@ def test_grader_agrees_with_the_person(real_images, dataset, key):
     grader = grader_verdicts(score_grid(dataset, key, real, classes), dataset)
     for bar, verdict in grader.items():
         assert verdict == person[bar], f"{dataset}/{key}, {bar}: a person says {person[bar]}, the grader {verdict}"
+
+
+@pytest.fixture(scope="module")
+def moons():
+    from src.harness.data import load_data
+    from src.harness.paths import official_config
+
+    return load_data(official_config("moons").data)
+
+
+@pytest.mark.parametrize("key", list(points_calibration.human_verdicts()))
+def test_level0_grader_agrees_with_the_person(moons, key):
+    samples = points_calibration.stored_samples()
+    assert key in samples, f"calibration/grids/moons/samples.pt has no {key}: run `python -m calibration.points`"
+    quality = point_quality(samples[key], moons.train, moons.val)
+    person = points_calibration.human_verdicts()[key]["shape"]
+    assert points_calibration.grader_verdict(quality) == person, (
+        f"moons/{key}: a person says {person}, the grader {points_calibration.grader_verdict(quality)} "
+        f"(Chamfer {chamfer_ratio(quality):.2f}x)")

@@ -26,7 +26,7 @@ def test_overrides_are_typed():
     ("training.lr=fast", ["training.lr", "wrong type"]),
     ("training.lr=-0.001", ["training.lr", "> 0"]),
     ("diffusion.num_timesteps=0", ["diffusion.num_timesteps", "> 0"]),
-    ("data.name=mnist", ["data.name", "cifar10, fashion_mnist, synthetic"]),
+    ("data.name=mnist", ["data.name", "cifar10, fashion_mnist, moons, spiral, synthetic"]),
     ("diffusion.schedule=quadratic", ["diffusion.schedule", "cosine, linear"]),
     ("training.ema_decay=1.5", ["training.ema_decay", "[0, 1]"]),
     ("model.norm_num_groups=5", ["model.norm_num_groups", "divisor"]),

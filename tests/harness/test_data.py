@@ -98,10 +98,10 @@ def test_real_cifar10_needs_the_md5_switch_and_has_a_balanced_validation_set():
 
 
 def test_registered_shapes_match_the_loaded_data():
-    assert set(DATASETS) == {"fashion_mnist", "cifar10", "synthetic"}
+    assert set(DATASETS) == {"fashion_mnist", "cifar10", "synthetic", "spiral", "moons"}
     cfg = data_cfg(name="synthetic", channels=3, image_size=12, num_train=8, num_val=4)
     data = load_data(cfg)
-    assert DATASETS["synthetic"].shape(cfg) == (data.channels, data.image_size) == (3, 12)
+    assert DATASETS["synthetic"].shape(cfg) == data.sample_shape == (3, 12, 12)
 
 
 @needs_shared
@@ -109,7 +109,7 @@ def test_registered_shapes_match_the_loaded_data():
 def test_registered_shapes_match_the_real_data(name):
     cfg = data_cfg(name=name, root=str(SHARED_DATA), download=False, verify_md5=False, num_val=10)
     data = load_data(cfg)
-    assert DATASETS[name].shape(cfg) == (data.channels, data.image_size)
+    assert DATASETS[name].shape(cfg) == data.sample_shape
 
 
 def _fashion_mnist_folder(root):

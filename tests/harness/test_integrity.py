@@ -34,7 +34,7 @@ def _kata_files(root, model: str):
     (root / "src").mkdir(parents=True, exist_ok=True)
     (root / "src" / "model.py").write_text(model)
     (root / "src" / "utils.py").write_text("def helper():\n    return 1\n")
-    return model_fingerprint(root)
+    return model_fingerprint(root=root)
 
 
 def test_fingerprint_ignores_comments_docstrings_and_layout_but_not_code(tmp_path):
@@ -137,7 +137,7 @@ def _graded_checkpoint(monkeypatch, tmp_path, state=None, raw: bytes | None = No
     else:
         save_checkpoint(path, state)
     monkeypatch.setattr(runs, "checkpoint_path", lambda config, solution: path)
-    monkeypatch.setattr(runs, "model_fingerprint", lambda: "graded code")
+    monkeypatch.setattr(runs, "model_fingerprint", lambda module="model": "graded code")
 
 
 @pytest.mark.parametrize("raw", [pytest.param(b"", id="empty"), pytest.param(b"garbage" * 100, id="garbage")])

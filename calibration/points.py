@@ -1,0 +1,139 @@
+"""The calibration behind Level 0's bar: `uv run python -m calibration.points` (a few minutes on a CPU).
+
+Trains the reference and the student-style point models of calibration/point_zoo/ at the official budget of
+configs/moons.yaml (the same `train` as main.py, same seed), draws their evaluation samples (2000 points, DDIM,
+seed 0, as the level test does), adds generators that a student's broken work resembles, and stores every set
+in calibration/grids/moons/samples.pt with a scatter plot beside it. Prints a Markdown table of the Chamfer
+ratio, the grader's verdict and the verdict of a person who looked at each plot (calibration/verdicts.json).
+`--rescore` scores the stored samples, which is what tests/harness/test_calibration.py checks.
+"""
+
+import argparse
+import importlib
+import json
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from calibration.point_zoo import POINT_ZOO
+from src.harness.data import load_data
+from src.harness.objective import NoisePrediction
+from src.harness.paths import ROOT, official_config
+from src.harness.points import chamfer_ratio, evaluation_points, judge_points, point_quality, scatter_picture
+from src.harness.runtime import Runtime
+from src.harness.schedule import NoiseSchedule
+from src.harness.train import train
+from src.solution.point_model import PointModel as Reference
+
+DATASET = "moons"
+FOLDER = ROOT / "calibration" / "grids" / DATASET
+SAMPLES = FOLDER / "samples.pt"
+VERDICTS = ROOT / "calibration" / "verdicts.json"
+BARELY_TRAINED_STEPS = 100
+
+
+class Linear(torch.nn.Module):
+    """A student's MLP with its activations forgotten: a linear map of (x, t / T), so it can only learn a Gaussian."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(dim + 1, 128), torch.nn.Linear(128, 128),
+                                       torch.nn.Linear(128, dim))
+
+    def forward(self, x, t):
+        return self.net(torch.cat([x, t.float()[:, None] / 1000], dim=1))
+
+
+class IgnoresTime(Reference):
+    """The reference network fed t = 0 always: it cannot tell how noisy its input is."""
+
+    def forward(self, x, t):
+        return super().forward(x, torch.zeros_like(t))
+
+
+def train_on_moons(model, overrides: list[str] = ()):
+    """(EMA model, run config): `model` trained on the moons at the official budget (plus `overrides`), as main.py
+    trains it."""
+    cfg = official_config(DATASET, ["training.eval_every=0", "training.preview_every=0", *overrides])
+    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
+    with tempfile.TemporaryDirectory() as scratch:
+        result = train(cfg, model, objective, load_data(cfg.data).train, Runtime.choose("cpu", "fp32"),
+                       Path(scratch) / "checkpoint.pt")
+    return result.ema.model, cfg
+
+
+def trained_samples(model, overrides: list[str] = ()) -> torch.Tensor:
+    """The evaluation points of `model` trained on the moons at the official budget (plus `overrides`)."""
+    ema_model, cfg = train_on_moons(model, overrides)
+    return evaluation_points(ema_model, NoiseSchedule.from_config(cfg.diffusion), nullcontext)
+
+
+def generators(data):
+    """(key, description, points (2000, 2)) for every generator of the calibration."""
+    n, g = 2000, torch.Generator().manual_seed(5)
+    real = data.train[n:2 * n]  # train[:n] is what the score compares against
+    yield "real", "real points (held out)", real
+    torch.manual_seed(0)
+    yield "reference", "reference, `configs/moons.yaml`", trained_samples(Reference(2))
+    for member, description in POINT_ZOO.items():
+        torch.manual_seed(0)
+        model = importlib.import_module(f"calibration.point_zoo.{member}").PointModel(2)
+        yield f"zoo-{member}", f"student: {description}", trained_samples(model)
+    torch.manual_seed(0)
+    yield "linear", "student: the MLP without activations (linear)", trained_samples(Linear(2))
+    torch.manual_seed(0)
+    yield "ignores_time", "the reference network fed t = 0", trained_samples(IgnoresTime(2))
+    torch.manual_seed(0)
+    yield "barely_trained", f"the reference after {BARELY_TRAINED_STEPS} steps", \
+        trained_samples(Reference(2), [f"training.max_steps={BARELY_TRAINED_STEPS}"])
+    mean, cov = real.mean(0), torch.cov(real.T)
+    yield "gaussian", "a Gaussian with the data's mean and covariance", \
+        mean + torch.randn(n, 2, generator=g) @ torch.linalg.cholesky(cov).T
+    yield "blurred", "real points plus noise of std 0.1", real + 0.1 * torch.randn(n, 2, generator=g)
+    yield "shrunk", "real points scaled by 0.8 (a sampler's wrong scale)", 0.8 * real
+    yield "shifted", "real points shifted by (0.1, 0.1)", real + 0.1
+    one_moon = data.train[data.train_labels == 0]
+    yield "one_moon", "only the upper moon (half the data dropped)", one_moon[:n]
+
+
+def human_verdicts() -> dict:
+    """{generator key: {"description", "shape" ("pass" | "fail"), "why"}}: what a person saw in each scatter plot."""
+    return json.loads(VERDICTS.read_text())[DATASET]
+
+
+def grader_verdict(quality: dict) -> str:
+    return "fail" if judge_points(quality, DATASET) else "pass"
+
+
+def stored_samples() -> dict[str, torch.Tensor]:
+    return torch.load(SAMPLES, weights_only=True)
+
+
+def calibration_table(rescore: bool = False) -> str:
+    data = load_data(official_config(DATASET).data)
+    if rescore:
+        drawn = stored_samples()
+        descriptions = {key: entry["description"] for key, entry in human_verdicts().items()}
+    else:
+        drawn, descriptions = {}, {}
+        FOLDER.mkdir(parents=True, exist_ok=True)
+        for key, description, points in generators(data):
+            drawn[key], descriptions[key] = points.float(), description
+            scatter_picture(points, data.val, title=key).save(FOLDER / f"{key}.png")
+            print(f"drew {key}", flush=True)
+        torch.save(drawn, SAMPLES)
+    verdicts = human_verdicts() if DATASET in json.loads(VERDICTS.read_text()) else {}
+    rows = ["| generator | Chamfer / real-vs-real | the data's shape: person, grader |", "| --- | --- | --- |"]
+    for key, points in drawn.items():
+        quality = point_quality(points, data.train, data.val)
+        person = verdicts.get(key, {}).get("shape", "?")
+        rows.append(f"| {descriptions[key]} | {chamfer_ratio(quality):.2f} | {person}, {grader_verdict(quality)} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rescore", action="store_true", help="score the stored samples instead of drawing them")
+    print(calibration_table(parser.parse_args().rescore))

@@ -1,0 +1,98 @@
+"""What differs between the kinds of data a run trains on: images (Levels 1 to 4) and 2-D points (Level 0).
+
+Each dataset names its kind (`data.DATASETS`). A kind says which student file holds the network, how samples
+are pictured, how the forward process is shown and how samples are scored; training, validation and sampling
+are the same code for both.
+"""
+
+from pathlib import Path
+
+import torch
+
+from src.harness.data import model_input, to_uint8
+
+
+class Images:
+    """(C, H, W) images: src/model.py's DiffusionModel(in_channels, image_size), grids, a classifier's score."""
+
+    module, class_name, noun = "model", "DiffusionModel", "images"  # src/model.py (or src/solution/model.py)
+    animation_scale = 2  # grids of 28-pixel images are small: the GIF shows them twice the size
+
+    @staticmethod
+    def build(cls, sample_shape: tuple[int, ...], model_cfg: dict):
+        """cls(in_channels, image_size, **model_cfg): the reference takes its architecture from the config."""
+        return cls(sample_shape[0], sample_shape[-1], **model_cfg)
+
+    @staticmethod
+    def keep(x: torch.Tensor) -> torch.Tensor:
+        """A compact CPU copy of x_t for the animation, which keeps every model call's input: 1 byte a pixel."""
+        return to_uint8(x.detach().float().cpu())
+
+    @staticmethod
+    def picture(samples: torch.Tensor, data: torch.Tensor):
+        from src.harness.figures import image_grid
+
+        return image_grid(model_input(samples))
+
+    @staticmethod
+    def forward_figure(val: torch.Tensor, schedule, path: Path) -> None:
+        from src.harness.figures import forward_strip
+
+        forward_strip(val[:4], schedule, path)
+
+    @staticmethod
+    def score(dataset: str, model, schedule, train, val, classes, autocast) -> tuple[dict, str] | None:
+        """(quality, one line) for datasets with a shipped classifier, None for the others. train: the stored
+        training set (unused: images are scored against `val`, (N, C, H, W) in [-1, 1])."""
+        from src.harness.quality import classifier_path, describe_quality, evaluate
+
+        if not classifier_path(dataset).exists():
+            return None
+        quality = evaluate(model, schedule, val, dataset, classes, autocast)
+        return quality, describe_quality(quality, dataset)
+
+
+class Points:
+    """(2,) points: src/point_model.py's PointModel(dim), scatter plots over the data, a sliced Wasserstein score."""
+
+    module, class_name, noun = "point_model", "PointModel", "points"  # src/point_model.py (or src/solution/'s)
+    animation_scale = 1
+
+    @staticmethod
+    def build(cls, sample_shape: tuple[int, ...], model_cfg: dict):
+        """cls(dim): the reference point model has no configurable architecture."""
+        return cls(sample_shape[0])
+
+    @staticmethod
+    def keep(x: torch.Tensor) -> torch.Tensor:
+        return x.detach().float().cpu()
+
+    @staticmethod
+    def picture(samples: torch.Tensor, data: torch.Tensor):
+        from src.harness.points import scatter_picture
+
+        return scatter_picture(samples, data)
+
+    @staticmethod
+    def forward_figure(val: torch.Tensor, schedule, path: Path) -> None:
+        from src.harness.points import forward_scatter
+
+        forward_scatter(val, schedule, path)
+
+    @staticmethod
+    def score(dataset: str, model, schedule, train, val, classes, autocast) -> tuple[dict, str]:
+        """(quality, one line): the samples' Chamfer distance to `val`, beside train's (both (N, 2) points)."""
+        from src.harness.points import describe_point_quality, evaluation_points, point_quality
+
+        quality = point_quality(evaluation_points(model, schedule, autocast), train, val)
+        return quality, describe_point_quality(quality, dataset)
+
+
+KINDS = {"images": Images, "points": Points}
+
+
+def kind_of(dataset: str):
+    """The kind (Images or Points) of the dataset named `dataset`."""
+    from src.harness.data import DATASETS
+
+    return KINDS[DATASETS[dataset].kind]

@@ -1,0 +1,144 @@
+"""The 2-D playground (Level 0): point datasets made from a seed, their pictures, and how close samples are to them.
+
+A "sample" here is a point (x, y) instead of an image, so the whole forward and reverse process fits in a
+scatter plot and a run trains in seconds. Points lie within [-1, 1], like images in the model's range.
+"""
+
+import io
+import math
+
+import torch
+
+from src.harness.policy import POINT_EVAL_SAMPLES, THRESHOLDS
+
+# Seeds of the generated splits: the same points for every run, whatever the run's own seed.
+TRAIN_SEED, VAL_SEED = 0, 1
+
+
+def spiral(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Swiss roll seen from above: 1.75 turns, radius growing from 0.12 to 0.84. Points (n, 2), labels (n,) zeros."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    angle, radius = 3.5 * math.pi * u, 0.12 + 0.72 * u
+    points = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=1)
+    points += 0.03 * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return points.float(), torch.zeros(n, dtype=torch.long)
+
+
+def moons(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaved half circles (scikit-learn's make_moons), scaled into [-1, 1]. Labels: which moon."""
+    labels = torch.randint(2, (n,), generator=generator)
+    angle = math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+    outer = torch.stack([angle.cos(), angle.sin()], dim=1)
+    inner = torch.stack([1 - angle.cos(), 0.5 - angle.sin()], dim=1)
+    points = torch.where(labels.view(-1, 1) == 0, outer, inner)
+    points += 0.05 * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return ((points - torch.tensor([0.5, 0.25], dtype=torch.float64)) / 1.8).float(), labels
+
+
+SHAPES = {"spiral": (spiral, ["spiral"]), "moons": (moons, ["upper moon", "lower moon"])}
+
+
+def chamfer_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Symmetric Chamfer distance between point sets a: (N, D) and b: (M, D).
+
+    The mean distance from each point of a to its nearest point of b, averaged with the same from b to a:
+    samples off the data's shape raise the first half, parts of the shape that no sample reaches the second.
+    """
+    distances = torch.cdist(a.double().cpu(), b.double().cpu())
+    return (distances.min(dim=1).values.mean() + distances.min(dim=0).values.mean()).item() / 2
+
+
+def point_quality(samples: torch.Tensor, train: torch.Tensor, val: torch.Tensor) -> dict:
+    """How far `samples` (N, 2) lie from held-out points `val`, beside two sets of real points (train vs val)."""
+    n = len(samples)
+    if len(val) < n or len(train) < n:
+        raise ValueError(f"scoring {n} samples needs at least {n} training and {n} validation points")
+    return {"num_samples": n, "chamfer": chamfer_distance(samples, val[:n]),
+            "real_vs_real_chamfer": chamfer_distance(train[:n], val[:n])}
+
+
+def chamfer_ratio(quality: dict) -> float:
+    """The samples' Chamfer distance to the data in units of the distance between two sets of real points."""
+    return quality["chamfer"] / quality["real_vs_real_chamfer"]
+
+
+def judge_points(quality: dict, dataset: str) -> list[str]:
+    """The reasons the samples do not yet follow the data's shape; an empty list means they pass."""
+    bar = THRESHOLDS[dataset]["chamfer_ratio"]
+    if chamfer_ratio(quality) <= bar:
+        return []
+    return [f"the samples' Chamfer distance to the data is {quality['chamfer']:.3f}, {chamfer_ratio(quality):.1f}x that "
+            f"between two sets of real points (allowed {bar:g}x): samples.png shows where they leave the shape"]
+
+
+def describe_point_quality(quality: dict, dataset: str) -> str:
+    score = (f"Sample quality ({quality['num_samples']} DDIM samples): Chamfer distance {quality['chamfer']:.3f} = "
+             f"{chamfer_ratio(quality):.1f}x real vs real ({quality['real_vs_real_chamfer']:.3f})")
+    if dataset not in THRESHOLDS:
+        return score + " (no bar: not graded)"
+    reasons = judge_points(quality, dataset)
+    return score + ". Verdict: " + ("not yet the data's shape: " + "; ".join(reasons) if reasons else "the data's shape")
+
+
+def evaluation_points(model, schedule, autocast, seed: int = 0) -> torch.Tensor:
+    """The points an evaluation scores: POINT_EVAL_SAMPLES of them, drawn as quality.evaluation_samples draws images."""
+    from src.harness.quality import evaluation_samples
+
+    return evaluation_samples(model, schedule, (POINT_EVAL_SAMPLES, 2), autocast, seed)
+
+
+# -------------------------------------------------------------------------------------------------- pictures
+
+LIMITS = (-1.25, 1.25)
+
+
+def scatter_picture(points: torch.Tensor, data: torch.Tensor | None = None, title: str | None = None):
+    """A PIL image of `points` (N, 2) in blue over `data` (M, 2) in grey, on the square [-1.25, 1.25]^2."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, ax = plt.subplots(figsize=(3.2, 3.2))
+    _scatter(ax, points, data)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    plt.close(fig)
+    return Image.open(buffer).convert("RGB")
+
+
+def _scatter(ax, points: torch.Tensor, data: torch.Tensor | None) -> None:
+    if data is not None:
+        ax.scatter(*data.float().cpu().T.numpy(), s=2, color="0.75", linewidths=0)
+    ax.scatter(*points.float().cpu().clamp(*LIMITS).T.numpy(), s=2, color="tab:blue", linewidths=0)
+    ax.set_xlim(*LIMITS)
+    ax.set_ylim(*LIMITS)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def forward_scatter(points: torch.Tensor, schedule, path) -> None:
+    """The forward process q(x_t | x_0) on `points` (N, 2): one scatter per t = 0, T/40, T/20, T/10, T/5 and T-1.
+
+    The shape dissolves early (by T/5 little is left of it), so the panels crowd there rather than spread evenly.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T = schedule.num_timesteps
+    steps = [0, T // 40, T // 20, T // 10, T // 5, T - 1]
+    noise = torch.randn(points.shape, generator=torch.Generator().manual_seed(0))
+    fig, axes = plt.subplots(1, len(steps), figsize=(len(steps) * 2, 2.3))
+    for ax, t in zip(axes, steps):
+        _scatter(ax, schedule.q_sample(points, torch.full((len(points),), t), noise), None)
+        ax.set_title(f"t = {t}", fontsize=9)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
