@@ -39,11 +39,13 @@ DEFAULT_SETTINGS = {
     "hidden_visibility": "after_published",  # the visibility of a hidden test that sets none
     "unprivileged_user": "nobody",
 }
+POINT_MODEL_PARTS = {"level0"}  # graded on src/point_model.py (and its moons checkpoint)
 MODEL_PARTS = {"basics", "level1", "level2", "level3"}  # graded on src/model.py (and its checkpoint)
 SAMPLER_PARTS = {"level4"}
+GRADED_FILES = (("point_model", POINT_MODEL_PARTS), ("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS))
 LIBRARY_MODULES = ("diffusers",)  # ready-made networks
 REFERENCE_MODULES = ("src.solution", "solution")
-CONFIGS_WITH_CHECKPOINTS = ("fashion_mnist", "cifar10")
+CONFIGS_WITH_CHECKPOINTS = ("moons", "fashion_mnist", "cifar10")
 
 
 def paths(root: Path | None = None) -> dict:
@@ -55,11 +57,12 @@ def paths(root: Path | None = None) -> dict:
 # ------------------------------------------------------------------------------------------ the submission
 
 def find_submission(folder: Path) -> dict:
-    """{"model": path, "sampler": path, "checkpoints": {config: path}} of what the student uploaded."""
+    """{"point_model": path, "model": path, "sampler": path, "checkpoints": {config: path}} of what the student
+    uploaded."""
     found = {"checkpoints": {}}
     files = sorted((p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts),
                    key=lambda p: (len(p.relative_to(folder).parts), str(p)))
-    for name in ("model", "sampler"):
+    for name, _ in GRADED_FILES:
         candidates = [p for p in files if p.name == f"{name}.py" and "solution" not in p.parts
                       and "tests" not in p.parts]
         in_src = [p for p in candidates if p.parent.name == "src"]
@@ -101,11 +104,11 @@ def forbidden_imports(source: str, library: bool) -> str | None:
 def integrity(found: dict, settings: dict) -> dict[str, str]:
     """{part: one-line reason} for the parts that score 0 because their file imports what it may not."""
     zeroed = {}
-    for name, parts in (("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS)):
+    for name, parts in GRADED_FILES:
         if name not in found:
             continue
         reason = forbidden_imports(found[name].read_text(errors="replace"),
-                                   library=name == "model" and not settings["allow_library_models"])
+                                   library=name != "sampler" and not settings["allow_library_models"])
         if reason:
             for part in parts:
                 zeroed[part] = f"0 points: your {name}.py is not graded because {reason}"
@@ -124,7 +127,7 @@ def build_work_kata(work: Path, found: dict) -> Path:
         target = kata / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, target)
-    for name in ("model", "sampler"):
+    for name, _ in GRADED_FILES:
         if name in found:
             shutil.copy(found[name], kata / "src" / f"{name}.py")
     for config, checkpoint in found["checkpoints"].items():
