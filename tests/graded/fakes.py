@@ -1,5 +1,5 @@
-"""Fake models that the graded sampler tests drive a student's sampler with, and the fixed run whose trace the
-reference's is compared on.
+"""Fake models that the graded sampler tests drive a student's sampler with, the fixed run whose trace the
+reference's is compared on, and `jittered`, which the model tests probe a student's network with.
 
 Shared with the harness's own tests and src/harness/record_reference.py. Shipped to students with the graded tests
 (tests/graded/), so it holds nothing of the reference.
@@ -8,6 +8,15 @@ Shared with the harness's own tests and src/harness/record_reference.py. Shipped
 import torch
 
 from src.harness.schedule import NoiseSchedule
+
+
+def jittered(model):
+    """The model in eval mode with every weight nudged by noise, so zero-initialised layers cannot hide a dependency."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * (0.02 + 0.1 * p.abs().mean()))
+    return model.eval()
 
 
 class RecordingModel(torch.nn.Module):

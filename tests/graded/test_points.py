@@ -9,6 +9,7 @@ from src.harness.data import load_data
 from src.harness.paths import official_config
 from src.harness.points import evaluation_points, judge_points, point_quality
 from src.harness.schedule import NoiseSchedule
+from tests.graded.fakes import jittered
 from tests.graded.runs import command, trained_model
 
 pytestmark = pytest.mark.level0
@@ -18,15 +19,6 @@ T = 1000
 def _inputs(batch: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 2, generator=g) * 0.7, torch.randint(0, T, (batch,), generator=g)
-
-
-def _jittered(model):
-    """The model with every weight nudged by noise, so zero-initialised layers cannot hide a dependency."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * (0.02 + 0.1 * p.abs().mean()))
-    return model.eval()
 
 
 @pytest.mark.points(1)
@@ -49,7 +41,7 @@ def test_output_is_finite_at_the_first_and_last_timestep(point_model_class):
 
 @pytest.mark.points(1)
 def test_output_depends_on_t(point_model_class):
-    model = _jittered(point_model_class(2))
+    model = jittered(point_model_class(2))
     x, _ = _inputs(1)
     with torch.no_grad():
         outs = [model(x, torch.tensor([t])) for t in (0, T // 2, T - 1)]
@@ -61,7 +53,7 @@ def test_output_depends_on_t(point_model_class):
 
 @pytest.mark.points(1)
 def test_output_depends_on_x(point_model_class):
-    model = _jittered(point_model_class(2))
+    model = jittered(point_model_class(2))
     (x1, t), (x2, _) = _inputs(1, seed=0), _inputs(1, seed=1)
     with torch.no_grad():
         difference = (model(x1, t) - model(x2, t)).abs().max().item()
@@ -70,7 +62,7 @@ def test_output_depends_on_x(point_model_class):
 
 @pytest.mark.points(1)
 def test_each_point_is_denoised_on_its_own(point_model_class):
-    model = _jittered(point_model_class(2))
+    model = jittered(point_model_class(2))
     x, t = _inputs(8)
     with torch.no_grad():
         together = model(x, t)
