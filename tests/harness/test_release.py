@@ -19,12 +19,14 @@ import pytest
 from src.harness import autograder, release
 from src.harness.loading import model_fingerprint
 from src.harness.paths import ROOT
+from src.harness.policy import PARTS
 from src.harness.train import load_checkpoint
 from tests.harness.helpers import kata_copy
 
 SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
 CORRECT_MODEL = (ROOT / "calibration" / "zoo" / "plain_unet.py").read_text()
 CORRECT_SAMPLER = (SUBMISSIONS / "sampler.py").read_text()
+CORRECT_POINT_MODEL = (ROOT / "calibration" / "point_zoo" / "mlp_concat.py").read_text()
 SECRET = "SECRET-HIDDEN-CHECK-4711"
 HIDDEN_TEST = f'''
 import pytest
@@ -60,7 +62,8 @@ def test_student_build_holds_no_reference(student):
     for gone in ("src/solution/", "tests/harness/", "calibration/", "src/harness/release.py",
                  "src/harness/record_reference.py", "docs/instructors.md"):
         assert not any(f.startswith(gone) for f in files), f"{gone} is in the student build"
-    assert {"src/model.py", "src/sampler.py", "tests/graded/recorded/sampler_trace.pt", "main.py",
+    assert {"src/model.py", "src/sampler.py", "src/point_model.py", "configs/moons.yaml",
+            "tests/graded/recorded/sampler_trace.pt", "main.py",
             ".github/workflows/classroom.yml", "uv.lock"} <= files
     reference = release.reference_lines()
     update = "x = (x - betas[t] / (1 - alphas_cumprod[t]).sqrt() * eps) / alphas[t].sqrt()"
@@ -99,7 +102,7 @@ def test_student_docs_commands_and_files_work_there(student, name):
         for module in re.findall(r"python -m ([\w.]+)", command):
             assert (student / (module.replace(".", "/") + ".py")).exists(), f"{command}: no module {module}"
         for marker in re.findall(r"pytest -m (\w+)", command):
-            assert marker in {"basics", "level1", "level2", "level3", "level4"}, command
+            assert marker in PARTS, command
     for path in re.findall(r"`((?:src|tests|configs|docs|calibration)/[\w./-]+)`", text):
         assert (student / path.rstrip("/")).exists() or "*" in path, f"the student {name} names {path}"
     for link in _links(text):
@@ -208,7 +211,7 @@ def test_retrain_replaces_the_submitted_checkpoint_with_a_run_of_the_submitted_m
     note = autograder.retrain(kata, sys.executable, None, time.monotonic() + 600, tmp_path / "work")
     assert "exit status 0" in note, (tmp_path / "work" / "logs" / "retrain.log").read_text()
     state = load_checkpoint(submitted)
-    assert state["step"] == state["total_steps"] and state["model_fingerprint"] == model_fingerprint(kata)
+    assert state["step"] == state["total_steps"] and state["model_fingerprint"] == model_fingerprint(root=kata)
 
 
 # -------------------------------------------------------------------------------------- Gradescope, end to end
@@ -291,12 +294,16 @@ def gradescope_root(tmp_path_factory):
 
 
 def _grade(root: Path, files: dict[str, str], settings: dict | None = None, timeout: str = "5") -> dict:
-    """results.json of run_autograder on `files`; graded tests time out after `timeout` seconds."""
+    """results.json of run_autograder on `files` ({path: text or bytes}); graded tests time out after `timeout`
+    seconds."""
     submission = root / "submission"
     shutil.rmtree(submission, ignore_errors=True)
     for name, source in files.items():
         (submission / name).parent.mkdir(parents=True, exist_ok=True)
-        (submission / name).write_text(source)
+        if isinstance(source, bytes):
+            (submission / name).write_bytes(source)
+        else:
+            (submission / name).write_text(source)
     if settings:
         path = root / "source" / "settings.json"
         path.write_text(json.dumps(json.loads(path.read_text()) | settings))
@@ -405,3 +412,19 @@ def test_the_drop_is_skipped_where_the_user_cannot_run_python(tmp_path):
     readable = all(os.stat(parent).st_mode & 0o005 == 0o005 for parent in python.parents)  # o+rx on the way
     expected = None if os.geteuid() != 0 or not readable else (65534, 65534)
     assert autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) == expected
+
+
+@pytest.mark.slow
+def test_gradescope_level0_grades_a_point_model_and_its_moons_run(gradescope_root, student, tmp_path):
+    """A student's point model, trained by main.py in their copy (seconds), earns every Level 0 point on Gradescope."""
+    kata = tmp_path / "kata"
+    shutil.copytree(student, kata)
+    (kata / "src" / "point_model.py").write_text(CORRECT_POINT_MODEL)
+    run = subprocess.run([sys.executable, "main.py", "--config", "configs/moons.yaml", "output.animation=false"],
+                         cwd=kata, capture_output=True, text=True, env=_env(), timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    checkpoint = (kata / "outputs" / "moons" / "checkpoint.pt").read_bytes()
+    results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL,
+                                       "outputs/moons/checkpoint.pt": checkpoint},
+                     settings={"parts": ["level0"]}, timeout="120")
+    assert results["score"] == results["max_score"] == 11, results["tests"]
