@@ -133,9 +133,9 @@ def load_cifar10(cfg) -> Data:
     train = [batches[name] for name in CIFAR10_FILES if name.startswith("data_batch")]
     test = batches["test_batch"]
     return Data(torch.from_numpy(np.concatenate([b["data"] for b in train])),
-                     torch.from_numpy(np.concatenate([b["labels"] for b in train])),
-                     torch.from_numpy(test["data"]), torch.from_numpy(test["labels"]),
-                     batches["batches.meta"]["label_names"])
+                torch.from_numpy(np.concatenate([b["labels"] for b in train])),
+                torch.from_numpy(test["data"]), torch.from_numpy(test["labels"]),
+                batches["batches.meta"]["label_names"])
 
 
 def _cifar_present(folder: Path) -> bool:
@@ -203,7 +203,7 @@ def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torc
 # ------------------------------------------------------------------------------------------------ 2-D points
 
 def make_points(name: str) -> Callable:
-    """The loader of the 2-D dataset `name` (points.SHAPES): num_train and num_val points, each split from its own seed."""
+    """The loader of the 2-D dataset `name` (points.SHAPES): num_train and num_val points, each split from its seed."""
     from src.harness.points import SHAPES, TRAIN_SEED, VAL_SEED
 
     def load(cfg) -> Data:

@@ -67,8 +67,8 @@ def judge_points(quality: dict, dataset: str) -> list[str]:
     bar = THRESHOLDS[dataset]["chamfer_ratio"]
     if chamfer_ratio(quality) <= bar:
         return []
-    return [f"the samples' Chamfer distance to the data is {quality['chamfer']:.3f}, {chamfer_ratio(quality):.1f}x that "
-            f"between two sets of real points (allowed {bar:g}x): samples.png shows where they leave the shape"]
+    return [f"the samples' Chamfer distance to the data is {quality['chamfer']:.3f}, {chamfer_ratio(quality):.1f}x "
+            f"that between two sets of real points (allowed {bar:g}x): samples.png shows where they leave the shape"]
 
 
 def describe_point_quality(quality: dict, dataset: str) -> str:
@@ -77,7 +77,8 @@ def describe_point_quality(quality: dict, dataset: str) -> str:
     if dataset not in THRESHOLDS:
         return score + " (no bar: not graded)"
     reasons = judge_points(quality, dataset)
-    return score + ". Verdict: " + ("not yet the data's shape: " + "; ".join(reasons) if reasons else "the data's shape")
+    verdict = "not yet the data's shape: " + "; ".join(reasons) if reasons else "the data's shape"
+    return f"{score}. Verdict: {verdict}"
 
 
 def evaluation_points(model, schedule, autocast, seed: int = 0) -> torch.Tensor:

@@ -61,7 +61,8 @@ def trained_model(config: str, model_class, solution: bool):
         pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {fix}", pytrace=False)
     run_cfg = OmegaConf.create(state["config"])
     shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
-    model = build_model(run_cfg, solution=True) if solution else kind_of(run_cfg.data.name).build(model_class, shape, {})
+    kind = kind_of(run_cfg.data.name)
+    model = build_model(run_cfg, solution=True) if solution else kind.build(model_class, shape, {})
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
