@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from src.harness.data import model_input, to_uint8
+from src.harness.data import DATASETS, model_input, to_uint8
 
 
 class Images:
@@ -93,6 +93,4 @@ KINDS = {"images": Images, "points": Points}
 
 def kind_of(dataset: str):
     """The kind (Images or Points) of the dataset named `dataset`."""
-    from src.harness.data import DATASETS
-
     return KINDS[DATASETS[dataset].kind]
