@@ -1,11 +1,14 @@
-"""The calibration behind Level 0's bar: `uv run python -m calibration.points` (a few minutes on a CPU).
+"""The calibration behind the bar of Levels 0 and 7: `uv run python -m calibration.points [--config moons_flow]`
+(a few minutes on a CPU).
 
 Trains the reference and the student-style point models of calibration/point_zoo/ at the official budget of
-configs/moons.yaml (the same `train` as main.py, same seed), draws their evaluation samples (2000 points, DDIM,
-seed 0, as the level test does), adds generators that a student's broken work resembles, and stores every set
-in calibration/grids/moons/samples.pt with a scatter plot beside it. Prints a Markdown table of the Chamfer
-ratio, the grader's verdict and the verdict of a person who looked at each plot (calibration/verdicts.json).
-`--rescore` scores the stored samples, which is what tests/harness/test_calibration.py checks.
+configs/moons.yaml (DDPM, Level 0) or configs/moons_flow.yaml (flow matching with the reference's src/flow.py,
+Level 7): the same `train` as main.py, same seed. Draws their evaluation samples (2000 points, seed 0, with the
+objective's fast sampler, as the level tests do), adds generators that a student's broken work resembles, and
+stores every set in calibration/grids/<config>/samples.pt with a scatter plot beside it. Prints a Markdown table
+of the Chamfer ratio, the grader's verdict and the verdict of a person who looked at each plot
+(calibration/verdicts.json). `--rescore` scores the stored samples, which is what
+tests/harness/test_calibration.py checks.
 """
 
 import argparse
@@ -19,17 +22,14 @@ import torch
 
 from calibration.point_zoo import POINT_ZOO
 from src.harness.data import load_data
-from src.harness.objective import NoisePrediction
+from src.harness.objective import make_objective
 from src.harness.paths import ROOT, official_config
 from src.harness.points import chamfer_ratio, evaluation_points, judge_points, point_quality, scatter_picture
 from src.harness.runtime import Runtime
-from src.harness.schedule import NoiseSchedule
 from src.harness.train import train
 from src.solution.point_model import PointModel as Reference
 
-DATASET = "moons"
-FOLDER = ROOT / "calibration" / "grids" / DATASET
-SAMPLES = FOLDER / "samples.pt"
+CONFIGS = ("moons", "moons_flow")  # Level 0's run and Level 7's; both graded by THRESHOLDS["moons"]
 VERDICTS = ROOT / "calibration" / "verdicts.json"
 BARELY_TRAINED_STEPS = 100
 
@@ -53,41 +53,41 @@ class IgnoresTime(Reference):
         return super().forward(x, torch.zeros_like(t))
 
 
-def train_on_moons(model, overrides: list[str] = ()):
-    """(EMA model, run config): `model` trained on the moons at the official budget (plus `overrides`), as main.py
-    trains it."""
-    cfg = official_config(DATASET, ["training.eval_every=0", "training.preview_every=0", *overrides])
-    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
+def trained_run(config: str, model, overrides: list[str] = (), objective=None):
+    """(EMA model, run config): `model` trained at the official budget of `config` (plus `overrides`) as main.py
+    trains it, with `objective` (default: the config's, flow matching from the reference's src/flow.py)."""
+    cfg = official_config(config, ["training.eval_every=0", "training.preview_every=0", *overrides])
+    objective = objective or make_objective(cfg.diffusion, solution=True)
     with tempfile.TemporaryDirectory() as scratch:
         result = train(cfg, model, objective, load_data(cfg.data).train, Runtime.choose("cpu", "fp32"),
                        Path(scratch) / "checkpoint.pt")
     return result.ema.model, cfg
 
 
-def trained_samples(model, overrides: list[str] = ()) -> torch.Tensor:
-    """The evaluation points of `model` trained on the moons at the official budget (plus `overrides`)."""
-    ema_model, cfg = train_on_moons(model, overrides)
-    return evaluation_points(ema_model, NoiseSchedule.from_config(cfg.diffusion), nullcontext)
+def trained_samples(config: str, model, overrides: list[str] = ()) -> torch.Tensor:
+    """The evaluation points of `model` trained at the official budget of `config` (plus `overrides`)."""
+    ema_model, cfg = trained_run(config, model, overrides)
+    return evaluation_points(ema_model, make_objective(cfg.diffusion, solution=True), nullcontext)
 
 
-def generators(data):
-    """(key, description, points (2000, 2)) for every generator of the calibration."""
+def generators(config: str, data):
+    """(key, description, points (2000, 2)) for every generator of the calibration of `config`."""
     n, g = 2000, torch.Generator().manual_seed(5)
     real = data.train[n:2 * n]  # train[:n] is what the score compares against
     yield "real", "real points (held out)", real
     torch.manual_seed(0)
-    yield "reference", "reference, `configs/moons.yaml`", trained_samples(Reference(2))
+    yield "reference", f"reference, `configs/{config}.yaml`", trained_samples(config, Reference(2))
     for member, description in POINT_ZOO.items():
         torch.manual_seed(0)
         model = importlib.import_module(f"calibration.point_zoo.{member}").PointModel(2)
-        yield f"zoo-{member}", f"student: {description}", trained_samples(model)
+        yield f"zoo-{member}", f"student: {description}", trained_samples(config, model)
     torch.manual_seed(0)
-    yield "linear", "student: the MLP without activations (linear)", trained_samples(Linear(2))
+    yield "linear", "student: the MLP without activations (linear)", trained_samples(config, Linear(2))
     torch.manual_seed(0)
-    yield "ignores_time", "the reference network fed t = 0", trained_samples(IgnoresTime(2))
+    yield "ignores_time", "the reference network fed t = 0", trained_samples(config, IgnoresTime(2))
     torch.manual_seed(0)
     yield "barely_trained", f"the reference after {BARELY_TRAINED_STEPS} steps", \
-        trained_samples(Reference(2), [f"training.max_steps={BARELY_TRAINED_STEPS}"])
+        trained_samples(config, Reference(2), [f"training.max_steps={BARELY_TRAINED_STEPS}"])
     mean, cov = real.mean(0), torch.cov(real.T)
     yield "gaussian", "a Gaussian with the data's mean and covariance", \
         mean + torch.randn(n, 2, generator=g) @ torch.linalg.cholesky(cov).T
@@ -98,33 +98,38 @@ def generators(data):
     yield "one_moon", "only the upper moon (half the data dropped)", one_moon[:n]
 
 
-def human_verdicts() -> dict:
+def human_verdicts(config: str) -> dict:
     """{generator key: {"description", "shape" ("pass" | "fail"), "why"}}: what a person saw in each scatter plot."""
-    return json.loads(VERDICTS.read_text())[DATASET]
+    return json.loads(VERDICTS.read_text()).get(config, {})
 
 
 def grader_verdict(quality: dict) -> str:
-    return "fail" if judge_points(quality, DATASET) else "pass"
+    return "fail" if judge_points(quality, "moons") else "pass"
 
 
-def stored_samples() -> dict[str, torch.Tensor]:
-    return torch.load(SAMPLES, weights_only=True)
+def samples_file(config: str) -> Path:
+    return ROOT / "calibration" / "grids" / config / "samples.pt"
 
 
-def calibration_table(rescore: bool = False) -> str:
-    data = load_data(official_config(DATASET).data)
+def stored_samples(config: str) -> dict[str, torch.Tensor]:
+    return torch.load(samples_file(config), weights_only=True)
+
+
+def calibration_table(config: str, rescore: bool = False) -> str:
+    data = load_data(official_config(config).data)
     if rescore:
-        drawn = stored_samples()
-        descriptions = {key: entry["description"] for key, entry in human_verdicts().items()}
+        drawn = stored_samples(config)
+        descriptions = {key: entry["description"] for key, entry in human_verdicts(config).items()}
     else:
         drawn, descriptions = {}, {}
-        FOLDER.mkdir(parents=True, exist_ok=True)
-        for key, description, points in generators(data):
+        folder = samples_file(config).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, description, points in generators(config, data):
             drawn[key], descriptions[key] = points.float(), description
-            scatter_picture(points, data.val, title=key).save(FOLDER / f"{key}.png")
+            scatter_picture(points, data.val, title=key).save(folder / f"{key}.png")
             print(f"drew {key}", flush=True)
-        torch.save(drawn, SAMPLES)
-    verdicts = human_verdicts() if DATASET in json.loads(VERDICTS.read_text()) else {}
+        torch.save(drawn, samples_file(config))
+    verdicts = human_verdicts(config)
     rows = ["| generator | Chamfer / real-vs-real | the data's shape: person, grader |", "| --- | --- | --- |"]
     for key, points in drawn.items():
         quality = point_quality(points, data.train, data.val)
@@ -135,5 +140,7 @@ def calibration_table(rescore: bool = False) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=CONFIGS, default="moons", help="the run whose bar to calibrate")
     parser.add_argument("--rescore", action="store_true", help="score the stored samples instead of drawing them")
-    print(calibration_table(parser.parse_args().rescore))
+    args = parser.parse_args()
+    print(calibration_table(args.config, args.rescore))

@@ -39,13 +39,15 @@ DEFAULT_SETTINGS = {
     "hidden_visibility": "after_published",  # the visibility of a hidden test that sets none
     "unprivileged_user": "nobody",
 }
-POINT_MODEL_PARTS = {"level0"}  # graded on src/point_model.py (and its moons checkpoint)
+POINT_MODEL_PARTS = {"level0", "level7"}  # graded on src/point_model.py (and its moons, moons_flow checkpoints)
 MODEL_PARTS = {"basics", "level1", "level2", "level3"}  # graded on src/model.py (and its checkpoint)
 SAMPLER_PARTS = {"level4"}
-GRADED_FILES = (("point_model", POINT_MODEL_PARTS), ("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS))
+FLOW_PARTS = {"level7"}  # graded on src/flow.py (and the moons_flow checkpoint it trained)
+GRADED_FILES = (("point_model", POINT_MODEL_PARTS), ("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS),
+                ("flow", FLOW_PARTS))
 LIBRARY_MODULES = ("diffusers",)  # ready-made networks
 REFERENCE_MODULES = ("src.solution", "solution")
-CONFIGS_WITH_CHECKPOINTS = ("moons", "fashion_mnist", "cifar10")
+CONFIGS_WITH_CHECKPOINTS = ("moons", "moons_flow", "fashion_mnist", "cifar10")
 
 
 def paths(root: Path | None = None) -> dict:
@@ -57,8 +59,8 @@ def paths(root: Path | None = None) -> dict:
 # ------------------------------------------------------------------------------------------ the submission
 
 def find_submission(folder: Path) -> dict:
-    """{"point_model": path, "model": path, "sampler": path, "checkpoints": {config: path}} of what the student
-    uploaded."""
+    """{"point_model": path, "model": path, "sampler": path, "flow": path, "checkpoints": {config: path}} of what
+    the student uploaded."""
     found = {"checkpoints": {}}
     files = sorted((p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts),
                    key=lambda p: (len(p.relative_to(folder).parts), str(p)))

@@ -18,10 +18,10 @@ from src.harness.data import DATASETS, DataError, load_data, model_input
 from src.harness.distributed import DistributedError, Processes
 from src.harness.figures import save_animation, schedule_figure
 from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
-                                student_location)
+                                student_location, trained_code)
 from src.harness.kinds import kind_of
 from src.harness.monitor import RunMonitor
-from src.harness.objective import NoisePrediction
+from src.harness.objective import make_objective
 from src.harness.quality import evaluation_samples
 from src.harness.runtime import Runtime, describe_cpu
 from src.harness.samplers import get_sampler
@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="a YAML file in configs/")
     parser.add_argument("--solution", action="store_true", help="train the reference model, not src/model.py")
     parser.add_argument("--custom-sampler", action="store_true",
-                        help="draw the final samples with your src/sampler.py, not the harness's (sampling.sampler)")
+                        help="draw the final samples with your own sampler (src/sampler.py, or src/flow.py for flow "
+                             "matching), not sampling.sampler")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     mode = parser.add_mutually_exclusive_group()
@@ -134,7 +135,7 @@ def run_metadata(cfg, solution: bool) -> dict:
     """What a checkpoint records about the code that trained it (see loading.model_fingerprint)."""
     if solution:
         return {"solution": True}
-    return {"solution": False, "model_fingerprint": model_fingerprint(kind_of(cfg.data.name).module)}
+    return {"solution": False, "model_fingerprint": model_fingerprint(trained_code(cfg))}
 
 
 def run(cfg, args) -> int:
@@ -149,7 +150,7 @@ def run(cfg, args) -> int:
     data = load_data(cfg.data)
     if args.benchmark:
         return run_benchmark(cfg, args, runtime, model, data)
-    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion, runtime.device))
+    objective = make_objective(cfg.diffusion, runtime.device, args.solution)
     if not processes.is_main:  # a torchrun worker: it trains its shard, the main process does the rest
         train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
               metadata=run_metadata(cfg, args.solution), processes=processes)
@@ -167,7 +168,7 @@ def run(cfg, args) -> int:
         metrics = described | trained
     metrics |= validate(cfg, model, ema_model, objective, val_images)
     metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, val_images, out)
-    metrics |= score_quality(cfg, runtime, ema_model, objective.schedule, data, val_images)
+    metrics |= score_quality(cfg, runtime, ema_model, objective, data, val_images)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
 
@@ -187,7 +188,7 @@ def load_code(cfg: DictConfig, args, runtime: Runtime):
     """(the model on the device, the sampler), both from student code or, with --solution, the reference."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, args.solution).to(runtime.device)
-    sampler = get_sampler(cfg.sampling, custom=args.custom_sampler, solution=args.solution)
+    sampler = get_sampler(cfg.sampling, cfg.diffusion.objective, custom=args.custom_sampler, solution=args.solution)
     if args.custom_sampler:  # a stub raises here, not after training
         tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), tiny)
@@ -236,12 +237,12 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_i
     """Draw the schedule figures, train with the run monitor; return (the EMA model, training metrics)."""
     kind = kind_of(cfg.data.name)
     schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
-    # The figure is drawn from CPU tensors, so it gets a CPU copy of the schedule.
-    kind.forward_figure(val_images, NoiseSchedule.from_config(cfg.diffusion), out / "forward_process.png")
+    # The figure is drawn from CPU tensors, so it gets a CPU copy of the objective.
+    kind.forward_figure(val_images, make_objective(cfg.diffusion, solution=args.solution), out / "forward_process.png")
     shape = sample_shape(cfg)
     monitor = RunMonitor(
         out, objective, val_images, runtime.autocast,
-        preview=lambda m: evaluation_samples(m, objective.schedule, shape, runtime.autocast, cfg.sampling.seed),
+        preview=lambda m: evaluation_samples(m, objective, shape, runtime.autocast, cfg.sampling.seed),
         picture=lambda samples: kind.picture(samples, val_images), eval_every=cfg.training.eval_every,
         preview_every=cfg.training.preview_every, start_step=state["step"] if state else 0,
         tensorboard=cfg.output.tensorboard)
@@ -253,6 +254,11 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_i
     return result.ema.model, {"steps": result.steps, "train_seconds": round(time.perf_counter() - tic, 2),
                               "train_images_per_second": round(result.images_per_second, 1),
                               "train_loss": result.last_loss}
+
+
+def student_sampler(cfg: DictConfig) -> str:
+    """The student file --custom-sampler draws with: the DDPM sampler (Level 4) or the flow sampler (Level 7)."""
+    return "src/flow.py's euler_sample" if cfg.diffusion.objective == "flow" else "src/sampler.py"
 
 
 def sample_shape(cfg: DictConfig) -> tuple[int, ...]:
@@ -282,16 +288,16 @@ def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, sc
         else:
             samples = sampler(ema_model, schedule, shape, generator=generator)
     kind.picture(samples, val).save(out / "samples.png")
-    sampler_name = "your src/sampler.py" if args.custom_sampler else cfg.sampling.sampler
+    sampler_name = f"your {student_sampler(cfg)}" if args.custom_sampler else cfg.sampling.sampler
     seconds = round(time.perf_counter() - tic, 2)
     print(f"{len(samples)} samples ({sampler_name}) in {seconds:.1f} s: {out / 'samples.png'}")
     return {"sampler": sampler_name, "sample_seconds": seconds}
 
 
-def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, schedule, data, val) -> dict:
+def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, objective, data, val) -> dict:
     """The sample-quality score: a classifier's for images (where one is shipped), a distance for points."""
     tic = time.perf_counter()
-    scored = kind_of(cfg.data.name).score(cfg.data.name, ema_model, schedule, data.train, val, data.classes,
+    scored = kind_of(cfg.data.name).score(cfg.data.name, ema_model, objective, data.train, val, data.classes,
                                           runtime.autocast)
     if scored is None:
         return {}

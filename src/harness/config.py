@@ -77,6 +77,7 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
+    objective: str = one_of("noise", lambda: ("noise", "flow"))  # DDPM's noise prediction, or flow matching (Level 7)
     num_timesteps: int = checked(1000, POSITIVE)  # T
     schedule: str = one_of("linear", lambda: ("linear", "cosine"))
     beta_start: float = 1e-4  # linear schedule only
@@ -103,8 +104,8 @@ class TrainingConfig:
 
 @dataclass
 class SamplingConfig:
-    sampler: str = one_of("ddim", _samplers)  # --custom-sampler uses your src/sampler.py instead
-    steps: int = checked(50, POSITIVE)  # model calls per sample, for samplers that skip timesteps (ddim)
+    sampler: str = one_of("ddim", _samplers)  # flow matching: heun or euler; --custom-sampler uses your own
+    steps: int = checked(50, POSITIVE)  # model calls per sample, for samplers that skip timesteps (all but ddpm)
     num_samples: int = checked(64, POSITIVE)
     seed: int = 0
     animation_frames: int = checked(40, POSITIVE)  # frames of animation.gif, from x_T to x_0
@@ -219,7 +220,12 @@ def _check_between_fields(cfg: DictConfig) -> None:
         _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
                f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "
                f"{EVAL_SAMPLES} samples with two sets of {EVAL_SAMPLES} real images")
+    from src.harness.samplers import OBJECTIVE_SAMPLERS
+
     d = cfg.diffusion
+    fitting = OBJECTIVE_SAMPLERS[d.objective]
+    _check(cfg.sampling.sampler in fitting, "sampling.sampler", cfg.sampling.sampler,
+           f"one of {', '.join(sorted(fitting))} with diffusion.objective={d.objective}")
     _check(0 < d.beta_start < d.beta_end < 1, "diffusion.beta_start", d.beta_start,
            f"0 < beta_start < beta_end (= {d.beta_end}) < 1")
     m = cfg.model

@@ -1,8 +1,9 @@
 """The pytest plugin that grades: fixtures for the code under test, points, a grade table and grade.json.
 
 Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A graded test carries
-`@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level4). It receives the code under
-test through the fixtures `model_class`, `point_model_class` and `sample`: the student's files, or with
+`@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level7). It receives the code under
+test through the fixtures `model_class`, `point_model_class`, `sample`, `flow_matching_pair` and `euler_sample`:
+the student's files, or with
 --solution the reference. Graded test functions take only those values, so the harness's own tests can call them
 with deliberately broken implementations and check that they fail.
 """
@@ -123,6 +124,18 @@ def _parameters_on_meta_device(cls, example: tuple) -> int | None:
 def sample(solution):
     """sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
     return _implementation("sampler", solution).sample
+
+
+@pytest.fixture
+def flow_matching_pair(solution):
+    """flow_matching_pair() from src/flow.py, or from src/solution/flow.py with --solution."""
+    return _implementation("flow", solution).flow_matching_pair
+
+
+@pytest.fixture
+def euler_sample(solution):
+    """euler_sample() from src/flow.py, or from src/solution/flow.py with --solution."""
+    return _implementation("flow", solution).euler_sample
 
 
 # ---------------------------------------------------------------------------------------------- reporting

@@ -35,25 +35,25 @@ class Images:
         return image_grid(model_input(samples))
 
     @staticmethod
-    def forward_figure(val: torch.Tensor, schedule, path: Path) -> None:
+    def forward_figure(val: torch.Tensor, objective, path: Path) -> None:
         from src.harness.figures import forward_strip
 
-        forward_strip(val[:4], schedule, path)
+        forward_strip(val[:4], objective, path)
 
     @staticmethod
-    def score(dataset: str, model, schedule, train, val, classes, autocast) -> tuple[dict, str] | None:
+    def score(dataset: str, model, objective, train, val, classes, autocast) -> tuple[dict, str] | None:
         """(quality, one line) for datasets with a shipped classifier, None for the others. train: the stored
         training set (unused: images are scored against `val`, (N, C, H, W) in [-1, 1])."""
         from src.harness.quality import classifier_path, describe_quality, evaluate
 
         if not classifier_path(dataset).exists():
             return None
-        quality = evaluate(model, schedule, val, dataset, classes, autocast)
+        quality = evaluate(model, objective, val, dataset, classes, autocast)
         return quality, describe_quality(quality, dataset)
 
 
 class Points:
-    """(2,) points: src/point_model.py's PointModel(dim), scatter plots over the data, a sliced Wasserstein score."""
+    """(2,) points: src/point_model.py's PointModel(dim), scatter plots over the data, a Chamfer distance score."""
 
     module, class_name, noun = "point_model", "PointModel", "points"  # src/point_model.py (or src/solution/'s)
     animation_scale = 1
@@ -74,17 +74,17 @@ class Points:
         return scatter_picture(samples, data)
 
     @staticmethod
-    def forward_figure(val: torch.Tensor, schedule, path: Path) -> None:
+    def forward_figure(val: torch.Tensor, objective, path: Path) -> None:
         from src.harness.points import forward_scatter
 
-        forward_scatter(val, schedule, path)
+        forward_scatter(val, objective, path)
 
     @staticmethod
-    def score(dataset: str, model, schedule, train, val, classes, autocast) -> tuple[dict, str]:
+    def score(dataset: str, model, objective, train, val, classes, autocast) -> tuple[dict, str]:
         """(quality, one line): the samples' Chamfer distance to `val`, beside train's (both (N, 2) points)."""
         from src.harness.points import describe_point_quality, evaluation_points, point_quality
 
-        quality = point_quality(evaluation_points(model, schedule, autocast), train, val)
+        quality = point_quality(evaluation_points(model, objective, autocast), train, val)
         return quality, describe_point_quality(quality, dataset)
 
 

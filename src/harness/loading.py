@@ -9,7 +9,7 @@ from pathlib import Path
 from src.harness.paths import ROOT
 
 STUDENT_FILES = {"model": "src/model.py", "point_model": "src/point_model.py", "sampler": "src/sampler.py",
-                 "utils": "src/utils.py"}
+                 "flow": "src/flow.py", "utils": "src/utils.py"}
 
 
 class StudentCodeError(Exception):
@@ -49,6 +49,9 @@ def stub_message(err: NotImplementedError) -> str:
     if where and where[0] == STUDENT_FILES["sampler"]:
         return ("src/sampler.py is still a stub: implement `sample` there (Level 4), "
                 "or run without --custom-sampler to draw the final samples with the harness's DDIM sampler.")
+    if where and where[0] == STUDENT_FILES["flow"]:
+        return ("src/flow.py is still a stub: implement flow_matching_pair and euler_sample there (Level 7, see the "
+                "README)" + (", or run with --solution to use the reference's." if reference_available() else "."))
     if where and where[0] == STUDENT_FILES["point_model"]:
         return ("src/point_model.py is still a stub: implement PointModel there (Level 0, see the README)"
                 + (", or run with --solution to train the reference point model." if reference_available() else "."))
@@ -98,15 +101,23 @@ def check_prediction(prediction, x) -> None:
                                "do not move tensors to a device yourself: the harness moves the whole model")
 
 
-def model_fingerprint(module: str = "model", root: Path = ROOT) -> str:
-    """A hash of the code of src/<module>.py (model or point_model) and src/utils.py, blind to comments, docstrings
-    and formatting.
+def trained_code(cfg) -> tuple[str, ...]:
+    """The student files (keys of STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
+    network (model or point_model), and flow for flow matching (Level 7)."""
+    from src.harness.kinds import kind_of
+
+    return (kind_of(cfg.data.name).module,) + (("flow",) if cfg.diffusion.objective == "flow" else ())
+
+
+def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT) -> str:
+    """A hash of the code of src/<module>.py for each of `modules` (see trained_code) and src/utils.py, blind to
+    comments, docstrings and formatting.
 
     main.py records it in a student run's checkpoint and the level tests compare it with the files being
-    graded, so a checkpoint counts only for the network code that trained it (editing a comment is fine).
+    graded, so a checkpoint counts only for the code that trained it (editing a comment is fine).
     """
     digest = hashlib.sha256()
-    for name in (module, "utils"):
+    for name in (*modules, "utils"):
         path = root / STUDENT_FILES[name]
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -1,8 +1,8 @@
 """Training objectives: what the network is asked to predict, the loss that teaches it, and its validation score.
 
-An objective draws the random inputs of a training step, computes the loss on them, and scores a model on
-held-out images deterministically. The training loop knows nothing else about it, so another objective
-(flow matching, say) is a sibling class, not a branch in the loop.
+An objective draws the random inputs of a training step, turns a clean batch into the network's input and
+target, and names the harness's fast sampler for it. The loss, the validation score and the training loop are
+the same for every objective, so flow matching is a sibling class of DDPM's, not a branch in the loop.
 """
 
 from contextlib import nullcontext
@@ -10,19 +10,23 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from src.harness.loading import check_prediction
+from src.harness.loading import check_prediction, import_implementation
 from src.harness.schedule import NoiseSchedule
 
 
-def predict_noise(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def predict(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """model(x, t), checked to be a tensor shaped like x, so a wrong return value is named, not a crash later."""
     prediction = model(x, t)
     check_prediction(prediction, x)
     return prediction
 
 
-class NoisePrediction:
-    """DDPM's objective (Ho et al. 2020, Algorithm 1): the network predicts the noise eps mixed into x_0 at step t."""
+class Objective:
+    """A network input and a regression target per (clean sample, timestep, noise); MSE between target and output.
+
+    Subclasses define `pair(x0, t, noise) -> (input, target)` and `fast_sampler(model, shape, generator)`, the
+    harness's deterministic sampler for previews and sample scores.
+    """
 
     def __init__(self, schedule: NoiseSchedule):
         self.schedule = schedule
@@ -32,17 +36,22 @@ class NoisePrediction:
         t = torch.randint(0, self.schedule.num_timesteps, (len(x0),), generator=generator, device=x0.device)
         return t, torch.randn(x0.shape, generator=generator, device=x0.device)
 
+    def noised(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The network's input for clean samples x0 at timesteps t: (B, ...) like x0."""
+        return self.pair(x0, t, noise)[0]
+
     def loss(self, model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """L_simple = || eps - eps_theta(x_t, t) ||^2, averaged over pixels and batch (eq. 14)."""
-        return F.mse_loss(predict_noise(model, self.schedule.q_sample(x0, t, noise), t).float(), noise)
+        """|| target - network(input, t) ||^2, averaged over pixels and batch."""
+        network_input, target = self.pair(x0, t, noise)
+        return F.mse_loss(predict(model, network_input, t).float(), target.float())
 
     @torch.no_grad()
     def validation_loss(self, model, images: torch.Tensor, batch_size: int = 500, num_bands: int = 10,
                         autocast=nullcontext) -> dict:
-        """Deterministic epsilon-MSE on held-out images, overall and per timestep band.
+        """Deterministic MSE on held-out samples, overall and per timestep band.
 
-        Image i is noised at t_i = floor(i * T / N), so the timesteps cover [0, T) evenly, with noise drawn
-        from a generator seeded 0; two models scored on the same images see exactly the same x_t.
+        Sample i is noised at t_i = floor(i * T / N), so the timesteps cover [0, T) evenly, with noise drawn
+        from a generator seeded 0; two models scored on the same samples see exactly the same inputs.
         `autocast` makes the context each forward pass runs in (e.g. bfloat16 autocast).
         images: (N, C, H, W) in [-1, 1] (or points (N, 2)).  Returns {"loss": float, "bands": {"0-99": float, ...}}.
         """
@@ -54,15 +63,60 @@ class NoisePrediction:
         model.eval()
         per_image = []
         for start in range(0, n, batch_size):
-            x0 = images[start:start + batch_size].to(device)
             t = timesteps[start:start + batch_size].to(device)
-            eps = noise[start:start + batch_size].to(device)
+            network_input, target = self.pair(images[start:start + batch_size].to(device), t,
+                                              noise[start:start + batch_size].to(device))
             with autocast():
-                prediction = predict_noise(model, self.schedule.q_sample(x0, t, eps), t)
-            per_image.append((prediction.float() - eps).pow(2).flatten(1).mean(dim=1).cpu())
+                prediction = predict(model, network_input, t)
+            per_image.append((prediction.float() - target.float()).pow(2).flatten(1).mean(dim=1).cpu())
         model.train(was_training)
         per_image = torch.cat(per_image).double()
         return {"loss": per_image.mean().item(), "bands": _band_means(per_image, timesteps, T, min(num_bands, T))}
+
+
+class NoisePrediction(Objective):
+    """DDPM's objective (Ho et al. 2020, Algorithm 1): the network predicts the noise eps mixed into x_0 at step t,
+    L_simple = || eps - eps_theta(x_t, t) ||^2 (eq. 14)."""
+
+    name = "noise"
+
+    def pair(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.schedule.q_sample(x0, t, noise), noise
+
+    def fast_sampler(self, model, shape: tuple[int, ...], generator: torch.Generator | None, num_steps: int):
+        from src.harness.samplers import ddim
+
+        return ddim(model, self.schedule, shape, generator, num_steps=num_steps)
+
+
+class FlowMatching(Objective):
+    """Flow matching (Lipman et al. 2023): the network predicts the velocity from noise to data along a straight
+    line. The line and the velocity come from src/flow.py (Level 7), or with solution=True from the reference."""
+
+    name = "flow"
+
+    def __init__(self, schedule: NoiseSchedule, solution: bool = False):
+        super().__init__(schedule)
+        self.flow_matching_pair = import_implementation("flow", solution).flow_matching_pair
+
+    def pair(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.flow_matching_pair(x0, noise, t, self.schedule.num_timesteps)
+
+    def fast_sampler(self, model, shape: tuple[int, ...], generator: torch.Generator | None, num_steps: int):
+        from src.harness.samplers import heun
+
+        return heun(model, self.schedule, shape, generator, num_steps=num_steps // 2)
+
+
+OBJECTIVES = {"noise": NoisePrediction, "flow": FlowMatching}
+
+
+def make_objective(diffusion_cfg, device=None, solution: bool = False) -> Objective:
+    """The objective `diffusion.objective` names, on `device`; flow matching uses src/flow.py (or the reference's)."""
+    schedule = NoiseSchedule.from_config(diffusion_cfg, device)
+    if diffusion_cfg.objective == "flow":
+        return FlowMatching(schedule, solution)
+    return NoisePrediction(schedule)
 
 
 def _band_means(per_image: torch.Tensor, timesteps: torch.Tensor, T: int, num_bands: int) -> dict[str, float]:

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from src.harness.policy import POINT_EVAL_SAMPLES, THRESHOLDS
+from src.harness.policy import EVAL_STEPS, POINT_EVAL_SAMPLES, THRESHOLDS
 
 # Seeds of the generated splits: the same points for every run, whatever the run's own seed.
 TRAIN_SEED, VAL_SEED = 0, 1
@@ -72,7 +72,7 @@ def judge_points(quality: dict, dataset: str) -> list[str]:
 
 
 def describe_point_quality(quality: dict, dataset: str) -> str:
-    score = (f"Sample quality ({quality['num_samples']} DDIM samples): Chamfer distance {quality['chamfer']:.3f} = "
+    score = (f"Sample quality ({quality['num_samples']} samples): Chamfer distance {quality['chamfer']:.3f} = "
              f"{chamfer_ratio(quality):.1f}x real vs real ({quality['real_vs_real_chamfer']:.3f})")
     if dataset not in THRESHOLDS:
         return score + " (no bar: not graded)"
@@ -81,11 +81,11 @@ def describe_point_quality(quality: dict, dataset: str) -> str:
     return f"{score}. Verdict: {verdict}"
 
 
-def evaluation_points(model, schedule, autocast, seed: int = 0) -> torch.Tensor:
+def evaluation_points(model, objective, autocast, seed: int = 0) -> torch.Tensor:
     """The points an evaluation scores: POINT_EVAL_SAMPLES of them, drawn as quality.evaluation_samples draws images."""
     from src.harness.quality import evaluation_samples
 
-    return evaluation_samples(model, schedule, (POINT_EVAL_SAMPLES, 2), autocast, seed)
+    return evaluation_samples(model, objective, (POINT_EVAL_SAMPLES, 2), autocast, seed)
 
 
 # -------------------------------------------------------------------------------------------------- pictures
@@ -123,23 +123,67 @@ def _scatter(ax, points: torch.Tensor, data: torch.Tensor | None) -> None:
     ax.set_yticks([])
 
 
-def forward_scatter(points: torch.Tensor, schedule, path) -> None:
-    """The forward process q(x_t | x_0) on `points` (N, 2): one scatter per t = 0, T/40, T/20, T/10, T/5 and T-1.
+def forward_scatter(points: torch.Tensor, objective, path) -> None:
+    """The forward process on `points` (N, 2), as the objective noises them (DDPM's q(x_t | x_0), or flow matching's
+    straight line): one scatter per t = 0, T/40, T/20, T/10, T/5 and T-1.
 
-    The shape dissolves early (by T/5 little is left of it), so the panels crowd there rather than spread evenly.
+    Under DDPM the shape dissolves early (by T/5 little is left of it), so the panels crowd there rather than spread
+    evenly; under flow matching it fades steadily, and the same panels show the difference.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    T = schedule.num_timesteps
+    T = objective.schedule.num_timesteps
     steps = [0, T // 40, T // 20, T // 10, T // 5, T - 1]
     noise = torch.randn(points.shape, generator=torch.Generator().manual_seed(0))
     fig, axes = plt.subplots(1, len(steps), figsize=(len(steps) * 2, 2.3))
     for ax, t in zip(axes, steps):
-        _scatter(ax, schedule.q_sample(points, torch.full((len(points),), t), noise), None)
+        _scatter(ax, objective.noised(points, torch.full((len(points),), t), noise), None)
         ax.set_title(f"t = {t}", fontsize=9)
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def paths_picture(runs: list[tuple[str, torch.nn.Module, object]], data: torch.Tensor, num_paths: int = 40,
+                  seed: int = 0):
+    """A PIL image with one column per (title, model, objective) in `runs`, both rows from the same noise (seed):
+    on top, the training paths, x_t over all t for pairs (a data point of `data` (M, 2), a noise) as the objective
+    noises them; below, the sampling paths, as the objective's fast sampler moves points from that noise to samples.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from src.harness.figures import TrajectoryRecorder
+
+    fig, axes = plt.subplots(2, len(runs), figsize=(3.4 * len(runs), 7), squeeze=False)
+    for column, (title, model, objective) in enumerate(runs):
+        noise = torch.randn((num_paths, 2), generator=torch.Generator().manual_seed(seed))
+        x0 = data[torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_paths]]
+        T = objective.schedule.num_timesteps
+        training = torch.stack([objective.noised(x0, torch.full((num_paths,), t), noise) for t in range(T - 1, -1, -1)])
+        _paths(axes[0][column], torch.cat([training, x0[None]]), data, f"{title}: training paths")
+        recorder = TrajectoryRecorder(model.eval(), lambda x: x.detach().float().cpu())
+        generator = torch.Generator(objective.schedule.betas.device).manual_seed(seed)
+        samples = objective.fast_sampler(recorder, (num_paths, 2), generator, EVAL_STEPS).float().cpu()
+        _paths(axes[1][column], torch.stack([*recorder.inputs, samples]), data, f"{title}: sampling paths")
+    fig.tight_layout(pad=0.3)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return Image.open(buffer).convert("RGB")
+
+
+def _paths(ax, paths: torch.Tensor, data: torch.Tensor, title: str) -> None:
+    """paths: (steps, N, 2) from noise (first) to data (last), drawn over `data`: black start, blue end."""
+    paths = paths.float().clamp(*LIMITS)
+    _scatter(ax, paths[-1], data)
+    ax.plot(paths[..., 0].numpy(), paths[..., 1].numpy(), color="tab:orange", linewidth=0.7, alpha=0.9)
+    ax.scatter(*paths[0].T.numpy(), s=8, color="black", linewidths=0)
+    ax.scatter(*paths[-1].T.numpy(), s=8, color="tab:blue", linewidths=0)
+    ax.set_title(title, fontsize=9)

@@ -25,10 +25,11 @@ PARTS = {
     "level2": "validation loss at most the reference's",
     "level3": "recognisable CIFAR-10 samples",
     "level4": "your own DDPM sampler",
+    "level7": "flow matching: its pair, Euler sampler, 2-D run",
 }
 # The parts graded online: one or more steps each in GitHub Classroom's workflow, Gradescope's default settings.
 # Not level3: grading it needs the CIFAR-10 data, and in Classroom a CIFAR-10 run (about an hour on a CPU).
-AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4")
+AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4", "level7")
 
 # ----------------------------------------------------------------------------------- running graded tests
 
@@ -65,8 +66,8 @@ SHORT_RUN_REFERENCE_MARGIN = 1.6
 
 # The settings that fix how much training a run gets: a level accepts a checkpoint only if it recorded the official
 # value of each (tests/graded/runs.py), so a better grade can come from a better network, never from more training.
-BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.num_timesteps",
-               "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end")
+BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.objective",
+               "diffusion.num_timesteps", "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end")
 
 # ------------------------------------------------------------------------------ levels 1 and 3: samples
 
@@ -74,7 +75,8 @@ BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_
 # calibrated at (the Frechet distance depends on it; real-vs-real FD is measured at the same number). Official
 # configs need 2x this many validation images (src/harness/config.py).
 EVAL_SAMPLES = 256
-# DDIM steps per image: fast, and the same for every run so that scores compare; the bars were calibrated at it.
+# Model calls per image (DDIM's steps; flow matching's Heun sampler takes 25 steps of two calls): fast, and the same
+# for every run so that scores compare; the bars were calibrated at it.
 EVAL_STEPS = 50
 # A class is "covered" when at least this share of the samples lands in it (6 of 256, a fifth of a class's share
 # in the data): a model that draws a class only now and then does not count as drawing it.
@@ -91,9 +93,10 @@ THRESHOLDS = {
     # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
     # set one with a margin.
     "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
-    # Level 0's two moons (src/harness/points.py): the maximum Chamfer distance of the samples to held-out points /
-    # that between two sets of real points. Calibrated on student-style point models and broken generators
-    # (`uv run python -m calibration.points`; the table is in docs/instructors.md). The spiral is not graded.
+    # The two moons of Levels 0 and 7 (src/harness/points.py): the maximum Chamfer distance of the samples to
+    # held-out points / that between two sets of real points. Calibrated on student-style point models and broken
+    # generators, trained with DDPM and with flow matching (`uv run python -m calibration.points [--config
+    # moons_flow]`; the tables are in docs/instructors.md). The spiral is not graded.
     "moons": {"chamfer_ratio": 4.5},
 }
 # Points drawn per evaluation (Level 0): the Chamfer distance between two sets of real points of this size is small
@@ -114,3 +117,12 @@ SAMPLER_TRAJECTORY_ATOL = 1e-4
 # the data's: a correct sampler lands within 0.003 of both (16 384 values); a missing sqrt or sigma = beta_t misses
 # the std by more than 0.25. Independent of the order of random draws, unlike the trajectory.
 GAUSSIAN_MOMENT_TOLERANCE = 0.02
+
+# ------------------------------------------------------------------------------- level 7: flow matching
+
+# flow_matching_pair must match the reference's recording within this: float32 arithmetic in another order moves
+# it by about 1e-7; s = t / T in place of (t + 1) / T moves x_s by 1e-3 (and the rest by far more).
+FLOW_PAIR_ATOL = 1e-5
+# Euler steps with the exact velocity of Gaussian data: the step error shrinks as 1 / N, and at 100 steps the
+# samples' std lands within 0.006 of the data's, well inside GAUSSIAN_MOMENT_TOLERANCE.
+FLOW_GAUSSIAN_STEPS = 100

@@ -128,20 +128,20 @@ def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, clas
     }
 
 
-def evaluate(model, schedule, real: torch.Tensor, dataset: str, classes: list[str], autocast,
+def evaluate(model, objective, real: torch.Tensor, dataset: str, classes: list[str], autocast,
              num_samples: int = EVAL_SAMPLES, seed: int = 0) -> dict:
-    """Draw `num_samples` images with DDIM from a fixed seed and score them against `real` (N, C, H, W) in [-1, 1]."""
-    samples = evaluation_samples(model, schedule, (num_samples, *real.shape[1:]), autocast, seed)
+    """Draw `num_samples` images with the objective's fast sampler from a fixed seed and score them against `real`
+    (N, C, H, W) in [-1, 1]."""
+    samples = evaluation_samples(model, objective, (num_samples, *real.shape[1:]), autocast, seed)
     return sample_quality(samples, real, dataset, classes)
 
 
-def evaluation_samples(model, schedule, shape: tuple[int, ...], autocast, seed: int = 0) -> torch.Tensor:
-    """The images an evaluation scores: DDIM with EVAL_STEPS steps from a fixed seed; (B, C, H, W) on the CPU."""
-    from src.harness.samplers import ddim
-
-    generator = torch.Generator(schedule.betas.device).manual_seed(seed)
+def evaluation_samples(model, objective, shape: tuple[int, ...], autocast, seed: int = 0) -> torch.Tensor:
+    """The samples an evaluation scores, drawn from a fixed seed by the objective's fast sampler in EVAL_STEPS model
+    calls (DDIM for DDPM, Heun for flow matching); (B, C, H, W) or (B, 2) on the CPU."""
+    generator = torch.Generator(objective.schedule.betas.device).manual_seed(seed)
     with autocast():
-        samples = ddim(model.eval(), schedule, shape, generator, num_steps=EVAL_STEPS)
+        samples = objective.fast_sampler(model.eval(), shape, generator, EVAL_STEPS)
     return samples.float().cpu()
 
 
@@ -196,7 +196,7 @@ def describe_quality(quality: dict, dataset: str) -> str:
                    f"{THRESHOLDS[dataset]['reference_fd_ratio']:g}x real vs real)")
     else:
         verdict = "recognisable, and as close to the data as the reference's"
-    return (f"Sample quality ({quality['num_samples']} DDIM samples): {quality['classes_covered']} classes covered, "
+    return (f"Sample quality ({quality['num_samples']} samples): {quality['classes_covered']} classes covered, "
             f"FD {quality['fd']:.2f} = {fd_ratio(quality):.1f}x real vs real ({quality['real_vs_real_fd']:.2f}), "
             f"edges {edge_ratio(quality):.2f}x real images'; mean confidence {quality['mean_confidence']:.2f}. "
             f"Verdict: {verdict}")

@@ -3,8 +3,9 @@
     uv run python -m src.harness.record_reference
 
 rewrites tests/graded/recorded/: the reference sampler's model calls on the fixed RecordingModel (tests/graded/fakes.py)
-and seed, the reference model's parameter count per official config, and the losses of test_training's
-short run of the reference. The student release ships these values, not src/solution/.
+and seed, the reference flow_matching_pair on fixed inputs and its Euler sampler's model calls, the reference model's
+parameter count per official config, and the losses of test_training's short run of the reference. The student
+release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
 (src/harness/reference_scores.json, the full runs' validation loss and sample scores, is written by hand
 from a reference run's metrics.json; the same test checks its validation loss against a reference run.)
@@ -45,11 +46,26 @@ def reference_sampler_trace():
     return trace_sampler(import_implementation("sampler", solution=True).sample)
 
 
+def reference_flow_pairs() -> dict:
+    from tests.graded.fakes import flow_pair_inputs
+
+    pair = import_implementation("flow", solution=True).flow_matching_pair
+    return {kind: pair(*flow_pair_inputs(shape)) for kind, shape in (("images", (1, 4, 4)), ("points", (2,)))}
+
+
+def reference_flow_trace():
+    from tests.graded.fakes import trace_flow_sampler
+
+    return trace_flow_sampler(import_implementation("flow", solution=True).euler_sample)
+
+
 def main() -> int:
     values = {"parameters": reference_parameters(), "short_run": reference_short_run()}
     recorded.REFERENCE_JSON.write_text(json.dumps(values, indent=2) + "\n")
     recorded.save_sampler_trace(*reference_sampler_trace())
-    print(f"wrote {recorded.REFERENCE_JSON.relative_to(ROOT)} and {recorded.SAMPLER_TRACE.relative_to(ROOT)}")
+    recorded.save_flow(reference_flow_pairs(), *reference_flow_trace())
+    written = (recorded.REFERENCE_JSON, recorded.SAMPLER_TRACE, recorded.FLOW)
+    print(f"wrote {', '.join(str(path.relative_to(ROOT)) for path in written)}")
     print(json.dumps(values, indent=2))
     return 0
 

@@ -72,11 +72,15 @@ def student_readme(text: str) -> str:
 
 
 def reference_lines(root: Path = ROOT) -> dict[str, set[str]]:
-    """{reference file: its code lines of 30 characters or more}, to recognise a copy of it."""
+    """{reference file: its code lines of 30 characters or more that its student stub lacks}, to recognise a copy
+    of it. Lines the stub shows too (signatures, the contract in its docstring) are no answer."""
     found = {}
     for path in (root / "src" / "solution").glob("*.py"):
+        stub = root / "src" / path.name
+        shown = stub.read_text() if stub.is_file() else ""
         lines = {line.split("#")[0].strip() for line in path.read_text().splitlines()}
-        lines = {code for code in lines if len(code) >= 30 and not code.startswith(('"""', "from ", "import "))}
+        lines = {code for code in lines if len(code) >= 30 and not code.startswith(('"""', "from ", "import "))
+                 and code not in shown}
         if lines:
             found[path.relative_to(root).as_posix()] = lines
     return found

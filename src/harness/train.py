@@ -277,7 +277,8 @@ def check_resume(state: dict, budget: dict, metadata: dict) -> None:
                                       f"or {new_run}")
     for key, value in metadata.items():
         if state.get(key) != value:
-            what = "src/model.py" if key == "model_fingerprint" else key
+            what = ("the code this run trains with (src/model.py or src/point_model.py, src/utils.py, and src/flow.py "
+                    "for flow matching)") if key == "model_fingerprint" else key
             raise ResumeMismatchError(f"--resume: {what} changed since this run began, so its checkpoint holds "
                                       f"weights of other code; {new_run}")
 

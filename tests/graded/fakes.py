@@ -1,5 +1,5 @@
-"""Fake models that the graded sampler tests drive a student's sampler with, the fixed run whose trace the
-reference's is compared on, and `jittered`, which the model tests probe a student's network with.
+"""Fake models that the graded sampler tests drive a student's samplers with, the fixed runs whose traces the
+reference's are compared on, and `jittered`, which the model tests probe a student's network with.
 
 Shared with the harness's own tests and src/harness/record_reference.py. Shipped to students with the graded tests
 (tests/graded/), so it holds nothing of the reference.
@@ -55,4 +55,40 @@ def trace_sampler(sampler, num_timesteps=50, shape=(4, 1, 6, 6), seed=0):
     schedule = NoiseSchedule(num_timesteps)
     model = RecordingModel(num_timesteps)
     out = sampler(model, schedule, shape, generator=torch.Generator().manual_seed(seed))
+    return out, model.calls
+
+
+class GaussianDataVelocity(torch.nn.Module):
+    """The exact flow-matching velocity for data x_0 ~ N(mean, std^2), pixel by pixel, in src/flow.py's convention.
+
+    x_s = (1 - s) x_0 + s eps ~ N(m, var) with m = (1 - s) mean, var = (1 - s)^2 std^2 + s^2, and
+    E[eps - x_0 | x_s] = (s - (1 - s) std^2) (x_s - m) / var - mean, at s = (t + 1) / T.
+    """
+
+    def __init__(self, num_timesteps: int, mean: float, std: float):
+        super().__init__()
+        self.num_timesteps, self.mean, self.std = num_timesteps, mean, std
+
+    def forward(self, x, t):
+        s = ((t.double() + 1) / self.num_timesteps).view(-1, *[1] * (x.dim() - 1))
+        var = (1 - s) ** 2 * self.std ** 2 + s ** 2
+        return ((s - (1 - s) * self.std ** 2) * (x - (1 - s) * self.mean) / var - self.mean).float()
+
+
+def flow_pair_inputs(sample_shape=(1, 4, 4), seed=0):
+    """(x0, noise, t, T) on which flow_matching_pair is compared with the reference's recording: five samples at
+    t = 0, 1, T/2 - 1, T-2 and T-1."""
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(5, *sample_shape, generator=g) * 2 - 1
+    noise = torch.randn(5, *sample_shape, generator=g)
+    T = 1000
+    return x0, noise, torch.tensor([0, 1, T // 2 - 1, T - 2, T - 1]), T
+
+
+def trace_flow_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_timesteps=1000):
+    """(x at s = 0, model calls) of the Euler sampler `sampler` on a fresh RecordingModel from a fixed seed. The
+    reference's, at the defaults, is recorded (tests/graded/recorded/, `recorded.flow_trace()`)."""
+    model = RecordingModel(num_timesteps)
+    out = sampler(model, NoiseSchedule(num_timesteps), shape, generator=torch.Generator().manual_seed(seed),
+                  num_steps=num_steps)
     return out, model.calls

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from src.harness.cli import output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.kinds import kind_of
-from src.harness.loading import build_model, model_fingerprint
+from src.harness.loading import STUDENT_FILES, build_model, model_fingerprint, trained_code
 from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
 from src.harness.schedule import NoiseSchedule
@@ -38,7 +38,7 @@ def train_reference(config: str) -> None:
 
 
 # References trained on the spot by `pytest --solution` when missing; CIFAR-10 takes an hour on a 2-core CPU.
-TRAINED_ON_DEMAND = {"fashion_mnist", "moons"}
+TRAINED_ON_DEMAND = {"fashion_mnist", "moons", "moons_flow"}
 
 
 def trained_model(config: str, model_class, solution: bool):
@@ -108,9 +108,10 @@ def provenance_problem(state: dict, official, solution: bool) -> str | None:
                 f"is {official_steps} steps of {official.data.batch_size} images")
     if state.get("solution", False) != solution:
         return f"was not trained from {'src/solution' if solution else f'src/{kind_of(official.data.name).module}.py'}"
-    module = kind_of(official.data.name).module
-    if not solution and state.get("model_fingerprint") != model_fingerprint(module):
-        return f"was trained by other code than the current src/{module}.py and src/utils.py (changed since?)"
+    code = trained_code(official)
+    if not solution and state.get("model_fingerprint") != model_fingerprint(code):
+        files = " and ".join(STUDENT_FILES[name] for name in (*code, "utils"))
+        return f"was trained by other code than the current {files} (changed since?)"
     return None
 
 

@@ -8,7 +8,7 @@ import torch
 from src.harness.data import load_data
 from src.harness.paths import official_config
 from src.harness.points import evaluation_points, judge_points, point_quality
-from src.harness.schedule import NoiseSchedule
+from src.harness.objective import make_objective
 from tests.graded.fakes import jittered
 from tests.graded.runs import command, trained_model
 
@@ -89,7 +89,7 @@ def test_gradients_reach_the_parameters(point_model_class):
 def test_moons_samples_have_the_datas_shape(point_model_class, solution):
     model, run_cfg = trained_model("moons", point_model_class, solution)
     data = load_data(official_config("moons").data)
-    samples = evaluation_points(model, NoiseSchedule.from_config(run_cfg.diffusion), nullcontext)
+    samples = evaluation_points(model, make_objective(run_cfg.diffusion), nullcontext)
     reasons = judge_points(point_quality(samples, data.train, data.val), "moons")
     assert not reasons, "; ".join(reasons) + (
         " (the budget is fixed: what helps is the network, see the README's Level 0 chapter; then rerun "

@@ -15,7 +15,7 @@ from src.harness.data import load_data, to_model_range
 from src.harness.paths import official_config
 from src.harness.quality import evaluate, judge, judge_against_reference
 from src.harness.runtime import Runtime
-from src.harness.schedule import NoiseSchedule
+from src.harness.objective import make_objective
 from tests.graded.runs import command, reference_model, trained_model
 
 
@@ -24,7 +24,7 @@ def run_quality(config: str, model, run_cfg) -> dict:
     official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
-    return evaluate(model, NoiseSchedule.from_config(run_cfg.diffusion), to_model_range(data.val), config,
+    return evaluate(model, make_objective(run_cfg.diffusion), to_model_range(data.val), config,
                     data.classes, Runtime.choose("cpu", official.training.precision).autocast)
 
 

@@ -1,9 +1,10 @@
-"""The bars of Levels 0, 1 and 3 agree with a person on every generator of the calibration zoo.
+"""The bars of Levels 0, 1, 3 and 7 agree with a person on every generator of the calibration zoo.
 
 calibration/grids/<dataset>/ holds the 256 evaluation samples of each generator (real images, the reference,
 independently written student models trained at the official budget, and broken generators), drawn once by
 `uv run python -m calibration.calibrate <dataset>`; calibration/verdicts.json holds what a person saw in each
-grid. Level 0's point sets are in calibration/grids/moons/samples.pt (`uv run python -m calibration.points`).
+grid. The point sets of Levels 0 and 7 are in calibration/grids/moons{,_flow}/samples.pt
+(`uv run python -m calibration.points [--config moons_flow]`).
 A change to the metric or its thresholds that turns any verdict fails here.
 """
 
@@ -58,12 +59,15 @@ def moons():
     return load_data(official_config("moons").data)
 
 
-@pytest.mark.parametrize("key", list(points_calibration.human_verdicts()))
-def test_level0_grader_agrees_with_the_person(moons, key):
-    samples = points_calibration.stored_samples()
-    assert key in samples, f"calibration/grids/moons/samples.pt has no {key}: run `python -m calibration.points`"
+@pytest.mark.parametrize("config, key", [pytest.param(config, key, id=f"{config}-{key}")
+                                         for config in points_calibration.CONFIGS
+                                         for key in points_calibration.human_verdicts(config)])
+def test_point_grader_agrees_with_the_person(moons, config, key):
+    samples = points_calibration.stored_samples(config)
+    assert key in samples, (f"calibration/grids/{config}/samples.pt has no {key}: run "
+                            f"`python -m calibration.points --config {config}`")
     quality = point_quality(samples[key], moons.train, moons.val)
-    person = points_calibration.human_verdicts()[key]["shape"]
+    person = points_calibration.human_verdicts(config)[key]["shape"]
     assert points_calibration.grader_verdict(quality) == person, (
-        f"moons/{key}: a person says {person}, the grader {points_calibration.grader_verdict(quality)} "
+        f"{config}/{key}: a person says {person}, the grader {points_calibration.grader_verdict(quality)} "
         f"(Chamfer {chamfer_ratio(quality):.2f}x)")

@@ -72,6 +72,24 @@ def test_tensorboard_without_the_extra_says_how_to_install_it(tmp_path):
     assert result.returncode == 1 and "uv sync --extra tensorboard" in result.stderr
 
 
+def test_a_flow_matching_run_trains_on_the_same_harness(tmp_path):
+    result = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", "diffusion.objective=flow",
+                      "sampling.sampler=euler", "training.epochs=4", f"output.root={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "smoke-solution"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sampler"] == "euler" and metrics["val_loss"] < 1.0, "flow matching's loss starts near 1.3"
+    assert _tiles(_image(out / "samples.png")) == (4, 4)
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["budget"]["diffusion.objective"] == "flow"
+
+
+def test_stub_flow_is_caught_before_training(tmp_path):
+    kata = kata_copy(tmp_path)  # the repository's src/flow.py: the stub
+    result = run_main(kata, "--config", "configs/moons_flow.yaml", "--solution", "--custom-sampler")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "src/flow.py is still a stub" in result.stderr and "Training" not in result.stdout
+
+
 def test_stub_model_prints_one_friendly_message(tmp_path):
     kata = kata_copy(tmp_path, model=STUB_MODEL)
     result = run_main(kata, "--config", "configs/smoke.yaml")

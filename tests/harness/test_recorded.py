@@ -5,7 +5,8 @@ a config or a graded test that moves one of them must come with `uv run python -
 
 Tolerances, for float noise across CPUs and torch builds:
 - parameter counts: exact;
-- the sampler trace: 1e-5 absolute (float32 elementwise arithmetic on a fixed model; the graded test allows 1e-4);
+- the sampler trace, the flow pair and the Euler trace: 1e-5 absolute (float32 elementwise arithmetic on a fixed
+  model; the graded tests allow 1e-4 on traces, 1e-5 on the pair);
 - the short run's losses: 10% relative on the same precision (bf16 autocast or fp32, chosen by the CPU), 25%
   across precisions; the graded test allows the student 1.6x the recorded loss;
 - the Fashion-MNIST reference run's validation loss: 5% relative (bf16 training on another CPU lands within ~2%).
@@ -36,6 +37,18 @@ def test_recorded_sampler_trace_is_the_references():
     assert torch.allclose(out, expected_out, atol=1e-5)
 
 
+def test_recorded_flow_is_the_references():
+    for kind, pair in record_reference.reference_flow_pairs().items():
+        for got, expected in zip(pair, recorded.flow_pairs()[kind]):
+            assert torch.allclose(got, expected, atol=1e-5), f"stale flow pair ({kind}): rerun record_reference"
+    out, calls = record_reference.reference_flow_trace()
+    expected_out, expected_calls = recorded.flow_trace()
+    assert [t for t, _ in calls] == [t for t, _ in expected_calls], "stale Euler timesteps: rerun record_reference"
+    for (_, x), (_, expected) in zip(calls, expected_calls):
+        assert torch.allclose(x, expected, atol=1e-5), "stale Euler trace: rerun record_reference"
+    assert torch.allclose(out, expected_out, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_recorded_short_run_is_the_references():
     short = record_reference.reference_short_run()
@@ -62,3 +75,5 @@ def test_recordings_are_valid_json_and_tensors():
     json.loads(recorded.REFERENCE_JSON.read_text())
     out, calls = recorded.sampler_trace()
     assert out.shape == (4, 1, 6, 6) and len(calls) == 50
+    out, calls = recorded.flow_trace()
+    assert out.shape == (4, 1, 6, 6) and len(calls) == 20

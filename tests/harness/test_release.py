@@ -27,6 +27,7 @@ SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
 CORRECT_MODEL = (ROOT / "calibration" / "zoo" / "plain_unet.py").read_text()
 CORRECT_SAMPLER = (SUBMISSIONS / "sampler.py").read_text()
 CORRECT_POINT_MODEL = (ROOT / "calibration" / "point_zoo" / "mlp_concat.py").read_text()
+CORRECT_FLOW = (SUBMISSIONS / "flow.py").read_text()
 SECRET = "SECRET-HIDDEN-CHECK-4711"
 HIDDEN_TEST = f'''
 import pytest
@@ -62,7 +63,8 @@ def test_student_build_holds_no_reference(student):
     for gone in ("src/solution/", "tests/harness/", "calibration/", "src/harness/release.py",
                  "src/harness/record_reference.py", "docs/instructors.md"):
         assert not any(f.startswith(gone) for f in files), f"{gone} is in the student build"
-    assert {"src/model.py", "src/sampler.py", "src/point_model.py", "configs/moons.yaml",
+    assert {"src/model.py", "src/sampler.py", "src/point_model.py", "src/flow.py", "configs/moons.yaml",
+            "configs/moons_flow.yaml", "tests/graded/recorded/flow.pt",
             "tests/graded/recorded/sampler_trace.pt", "main.py",
             ".github/workflows/classroom.yml", "uv.lock"} <= files
     reference = release.reference_lines()
@@ -428,3 +430,22 @@ def test_gradescope_level0_grades_a_point_model_and_its_moons_run(gradescope_roo
                                        "outputs/moons/checkpoint.pt": checkpoint},
                      settings={"parts": ["level0"]}, timeout="120")
     assert results["score"] == results["max_score"] == 11, results["tests"]
+
+
+@pytest.mark.slow
+def test_gradescope_level7_grades_flow_matching_and_its_moons_run(gradescope_root, student, tmp_path):
+    """A student's flow matching and point model, trained by main.py in their copy (seconds, drawing its samples
+    with the student's Euler sampler), earn every Level 7 point on Gradescope."""
+    kata = tmp_path / "kata"
+    shutil.copytree(student, kata)
+    (kata / "src" / "point_model.py").write_text(CORRECT_POINT_MODEL)
+    (kata / "src" / "flow.py").write_text(CORRECT_FLOW)
+    run = subprocess.run([sys.executable, "main.py", "--config", "configs/moons_flow.yaml", "--custom-sampler",
+                          "output.animation=false"], cwd=kata, capture_output=True, text=True, env=_env(), timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "your src/flow.py's euler_sample" in run.stdout
+    checkpoint = (kata / "outputs" / "moons_flow" / "checkpoint.pt").read_bytes()
+    results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL, "src/flow.py": CORRECT_FLOW,
+                                       "outputs/moons_flow/checkpoint.pt": checkpoint},
+                     settings={"parts": ["level7"]}, timeout="120")
+    assert results["score"] == results["max_score"] == 18, results["tests"]

@@ -1,4 +1,4 @@
-"""The harness's samplers: the registry, DDIM, and the benchmark that compares against a textbook loop."""
+"""The harness's samplers: the registry, DDIM, Heun, and the benchmark that compares against a textbook loop."""
 
 import pytest
 import torch
@@ -6,9 +6,9 @@ from omegaconf import OmegaConf
 
 from src.harness.config import SamplingConfig
 from src.harness.paths import ROOT
-from src.harness.samplers import SAMPLERS, ddim
+from src.harness.samplers import OBJECTIVE_SAMPLERS, SAMPLERS, ddim, get_sampler, heun
 from src.harness.schedule import NoiseSchedule
-from tests.graded.fakes import GaussianDataDenoiser, RecordingModel
+from tests.graded.fakes import GaussianDataDenoiser, GaussianDataVelocity, RecordingModel
 from tests.harness.helpers import run_main
 
 
@@ -32,6 +32,24 @@ def test_ddim_reproduces_gaussian_data():
                torch.Generator().manual_seed(0), num_steps=50)
     assert out.mean().item() == pytest.approx(0.2, abs=0.02)
     assert out.std().item() == pytest.approx(0.3, abs=0.03)
+
+
+def test_heun_reproduces_gaussian_data_and_calls_the_model_twice_per_step_but_the_last():
+    model = RecordingModel(1000)
+    heun(model, NoiseSchedule(1000), (1, 1, 2, 2), num_steps=4)
+    assert [t[0] for t, _ in model.calls] == [999, 749, 749, 499, 499, 249, 249]
+    out = heun(GaussianDataVelocity(1000, 0.2, 0.3), NoiseSchedule(1000), (256, 1, 8, 8),
+               torch.Generator().manual_seed(0), num_steps=25)
+    assert out.mean().item() == pytest.approx(0.2, abs=0.01)
+    assert out.std().item() == pytest.approx(0.3, abs=0.01), "second order: closer than Euler's 50 steps"
+
+
+def test_every_sampler_fits_exactly_one_objective_and_custom_picks_the_students():
+    fitted = [name for names in OBJECTIVE_SAMPLERS.values() for name in names]
+    assert sorted(fitted) == sorted(SAMPLERS), "each sampler is meant for one objective"
+    cfg = OmegaConf.structured(SamplingConfig)
+    assert get_sampler(cfg, "noise", custom=True).__module__ == "src.sampler"
+    assert get_sampler(cfg, "flow", custom=True).func.__module__ == "src.flow"
 
 
 def test_benchmark_prints_both_loops_and_the_speedup(tmp_path):

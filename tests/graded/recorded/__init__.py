@@ -2,7 +2,8 @@
 
 `reference.json` holds the reference model's parameter counts and its short training run's losses;
 `sampler_trace.pt` holds every model call of the reference sampler on the fixed RecordingModel (tests/graded/fakes.py)
-and seed. `uv run python -m src.harness.record_reference` (instructor repository only) rewrites both, and
+and seed; `flow.pt` the reference flow_matching_pair on fixed inputs and the model calls of its Euler sampler
+(Level 7). `uv run python -m src.harness.record_reference` (instructor repository only) rewrites them, and
 tests/harness/test_recorded.py recomputes them from src/solution/ and fails when one is stale.
 """
 
@@ -15,6 +16,7 @@ import torch
 FOLDER = Path(__file__).resolve().parent
 REFERENCE_JSON = FOLDER / "reference.json"
 SAMPLER_TRACE = FOLDER / "sampler_trace.pt"
+FLOW = FOLDER / "flow.pt"
 
 
 @lru_cache(maxsize=1)
@@ -23,13 +25,35 @@ def reference() -> dict:
     return json.loads(REFERENCE_JSON.read_text())
 
 
+def _trace(output: torch.Tensor, calls: list) -> dict:
+    return {"output": output.clone(), "timesteps": torch.tensor([t for t, _ in calls]),
+            "inputs": torch.stack([x for _, x in calls])}
+
+
+def _calls(trace: dict) -> list[tuple[list[int], torch.Tensor]]:
+    return [(t.tolist(), x) for t, x in zip(trace["timesteps"], trace["inputs"])]
+
+
 def sampler_trace() -> tuple[torch.Tensor, list[tuple[list[int], torch.Tensor]]]:
     """(x_0 returned, [(t as a list, x_t passed in) for every model call]) of the reference sampler."""
     trace = torch.load(SAMPLER_TRACE, weights_only=True)
-    calls = [(t.tolist(), x) for t, x in zip(trace["timesteps"], trace["inputs"])]
-    return trace["output"], calls
+    return trace["output"], _calls(trace)
 
 
 def save_sampler_trace(output: torch.Tensor, calls: list) -> None:
-    torch.save({"output": output.clone(), "timesteps": torch.tensor([t for t, _ in calls]),
-                "inputs": torch.stack([x for _, x in calls])}, SAMPLER_TRACE)
+    torch.save(_trace(output, calls), SAMPLER_TRACE)
+
+
+def flow_pairs() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"images": (x_s, v), "points": (x_s, v)}: the reference flow_matching_pair on fakes.flow_pair_inputs()."""
+    return {kind: tuple(pair) for kind, pair in torch.load(FLOW, weights_only=True)["pairs"].items()}
+
+
+def flow_trace() -> tuple[torch.Tensor, list[tuple[list[int], torch.Tensor]]]:
+    """(x returned, [(t as a list, x passed in) for every model call]) of the reference euler_sample."""
+    trace = torch.load(FLOW, weights_only=True)["trace"]
+    return trace["output"], _calls(trace)
+
+
+def save_flow(pairs: dict, output: torch.Tensor, calls: list) -> None:
+    torch.save({"pairs": {kind: list(pair) for kind, pair in pairs.items()}, "trace": _trace(output, calls)}, FLOW)
