@@ -92,3 +92,14 @@ def trace_flow_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_ti
     out = sampler(model, NoiseSchedule(num_timesteps), shape, generator=torch.Generator().manual_seed(seed),
                   num_steps=num_steps)
     return out, model.calls
+
+
+def first_departure(calls: list, expected_calls: list, atol_first: float, atol: float):
+    """(index, t, recorded t, "t" or "x") of the first model call where a sampler's `calls` leave the recorded ones,
+    or None: t must be equal, x within atol_first at the first call (the same random draw) and atol after it."""
+    for i, ((t, x), (expected_t, expected_x)) in enumerate(zip(calls, expected_calls)):
+        if t != expected_t:
+            return i, t, expected_t, "t"
+        if not torch.allclose(x, expected_x, atol=atol_first if i == 0 else atol):
+            return i, t, expected_t, "x"
+    return None

@@ -12,7 +12,7 @@ from src.harness.points import evaluation_points, judge_points, point_quality
 from src.harness.policy import (FLOW_GAUSSIAN_STEPS, FLOW_PAIR_ATOL, GAUSSIAN_MOMENT_TOLERANCE,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL)
 from src.harness.schedule import NoiseSchedule
-from tests.graded.fakes import GaussianDataVelocity, flow_pair_inputs, trace_flow_sampler
+from tests.graded.fakes import GaussianDataVelocity, first_departure, flow_pair_inputs, trace_flow_sampler
 from tests.graded.recorded import flow_pairs, flow_trace
 from tests.graded.runs import command, trained_model
 
@@ -51,17 +51,16 @@ def test_pair_matches_the_reference_on_points(flow_matching_pair):
 def test_euler_matches_the_reference_sampler_exactly(euler_sample):
     out, calls = trace_flow_sampler(euler_sample)
     expected_out, expected_calls = flow_trace()  # the reference's trace_flow_sampler(), recorded
-    for i, ((t, x), (expected_t, expected_x)) in enumerate(zip(calls, expected_calls)):
-        assert t == expected_t, (f"model call {i + 1}: you passed t = {t[0]}, the reference t = {expected_t[0]} "
-                                 "(t_i = round(T * s_i) - 1, one timestep per sample)")
-        if i == 0:
-            assert torch.allclose(x, expected_x, atol=SAMPLER_X_T_ATOL), (
-                "the starting noise differs from the reference's: draw x = torch.randn(shape, generator=generator, "
-                "device=...) first, and no other random numbers")
-        else:
-            assert torch.allclose(x, expected_x, atol=SAMPLER_TRAJECTORY_ATOL), (
-                f"your x first differs from the reference's at model call {i + 1} (t = {t[0]}), i.e. after Euler "
-                f"step {i}: x <- x - (1 / N) * v, a step of -1/N in s, from the noise towards the data")
+    departure = first_departure(calls, expected_calls, SAMPLER_X_T_ATOL, SAMPLER_TRAJECTORY_ATOL)
+    if departure is not None:
+        i, t, expected_t, what = departure
+        assert what != "t", (f"model call {i + 1}: you passed t = {t[0]}, the reference t = {expected_t[0]} "
+                             "(t_i = round(T * s_i) - 1, one timestep per sample)")
+        assert i > 0, ("the starting noise differs from the reference's: draw x = torch.randn(shape, "
+                       "generator=generator, device=...) first, and no other random numbers")
+        raise AssertionError(
+            f"your x first differs from the reference's at model call {i + 1} (t = {t[0]}), i.e. after Euler "
+            f"step {i}: x <- x - (1 / N) * v, a step of -1/N in s, from the noise towards the data")
     assert len(calls) == len(expected_calls), (
         f"your sampler called the model {len(calls)} times for num_steps = {len(expected_calls)}: once per step")
     assert torch.allclose(out, expected_out, atol=SAMPLER_TRAJECTORY_ATOL), (

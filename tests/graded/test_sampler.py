@@ -5,7 +5,7 @@ import torch
 
 from src.harness.policy import GAUSSIAN_MOMENT_TOLERANCE, SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL
 from src.harness.schedule import NoiseSchedule
-from tests.graded.fakes import GaussianDataDenoiser, trace_sampler
+from tests.graded.fakes import GaussianDataDenoiser, first_departure, trace_sampler
 from tests.graded.recorded import sampler_trace
 
 pytestmark = pytest.mark.level4
@@ -15,17 +15,16 @@ pytestmark = pytest.mark.level4
 def test_matches_the_reference_sampler_exactly(sample):
     out, calls = trace_sampler(sample)
     expected_out, expected_calls = sampler_trace()  # the reference sampler's trace_sampler(), recorded
-    for i, ((t, x), (expected_t, expected_x)) in enumerate(zip(calls, expected_calls)):
-        assert t == expected_t, f"model call {i + 1}: you passed t = {t[0]}, the reference t = {expected_t[0]}"
-        if i == 0:
-            assert torch.allclose(x, expected_x, atol=SAMPLER_X_T_ATOL), (
-                "x_T differs from the reference: draw x_T = torch.randn(shape, generator=generator, device=...) "
-                "first, before anything else")
-        else:
-            assert torch.allclose(x, expected_x, atol=SAMPLER_TRAJECTORY_ATOL), (
-                f"your x_t first differs from the reference's at t = {t[0]} (model call {i + 1}), i.e. after "
-                f"your update for t = {t[0] + 1}. Check that update (Algorithm 2, line 4) and that z is drawn "
-                "after the model call and only when t > 0")
+    departure = first_departure(calls, expected_calls, SAMPLER_X_T_ATOL, SAMPLER_TRAJECTORY_ATOL)
+    if departure is not None:
+        i, t, expected_t, what = departure
+        assert what != "t", f"model call {i + 1}: you passed t = {t[0]}, the reference t = {expected_t[0]}"
+        assert i > 0, ("x_T differs from the reference: draw x_T = torch.randn(shape, generator=generator, "
+                       "device=...) first, before anything else")
+        raise AssertionError(
+            f"your x_t first differs from the reference's at t = {t[0]} (model call {i + 1}), i.e. after "
+            f"your update for t = {t[0] + 1}. Check that update (Algorithm 2, line 4) and that z is drawn "
+            "after the model call and only when t > 0")
     assert len(calls) == len(expected_calls), (
         f"your sampler called the model {len(calls)} times, the reference {len(expected_calls)} (once per t)")
     assert torch.allclose(out, expected_out, atol=SAMPLER_TRAJECTORY_ATOL), (

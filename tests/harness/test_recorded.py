@@ -28,25 +28,23 @@ def test_recorded_parameter_counts_are_the_references():
         "stale: run `uv run python -m src.harness.record_reference`")
 
 
-def test_recorded_sampler_trace_is_the_references():
-    out, calls = record_reference.reference_sampler_trace()
-    expected_out, expected_calls = recorded.sampler_trace()
-    assert [t for t, _ in calls] == [t for t, _ in expected_calls], "stale timesteps: rerun record_reference"
+def _assert_same_trace(trace, recording, what: str) -> None:
+    (out, calls), (expected_out, expected_calls) = trace, recording
+    assert [t for t, _ in calls] == [t for t, _ in expected_calls], f"stale {what} timesteps: rerun record_reference"
     for (_, x), (_, expected) in zip(calls, expected_calls):
-        assert torch.allclose(x, expected, atol=1e-5), "stale sampler trace: rerun record_reference"
+        assert torch.allclose(x, expected, atol=1e-5), f"stale {what} trace: rerun record_reference"
     assert torch.allclose(out, expected_out, atol=1e-5)
+
+
+def test_recorded_sampler_trace_is_the_references():
+    _assert_same_trace(record_reference.reference_sampler_trace(), recorded.sampler_trace(), "sampler")
 
 
 def test_recorded_flow_is_the_references():
     for kind, pair in record_reference.reference_flow_pairs().items():
         for got, expected in zip(pair, recorded.flow_pairs()[kind]):
             assert torch.allclose(got, expected, atol=1e-5), f"stale flow pair ({kind}): rerun record_reference"
-    out, calls = record_reference.reference_flow_trace()
-    expected_out, expected_calls = recorded.flow_trace()
-    assert [t for t, _ in calls] == [t for t, _ in expected_calls], "stale Euler timesteps: rerun record_reference"
-    for (_, x), (_, expected) in zip(calls, expected_calls):
-        assert torch.allclose(x, expected, atol=1e-5), "stale Euler trace: rerun record_reference"
-    assert torch.allclose(out, expected_out, atol=1e-5)
+    _assert_same_trace(record_reference.reference_flow_trace(), recorded.flow_trace(), "Euler")
 
 
 @pytest.mark.slow
