@@ -49,7 +49,7 @@ def generators(dataset: str, cfg, data):
     shape = (EVAL_SAMPLES, *DATASETS[dataset].shape(cfg.data))
 
     def model_samples(model):
-        return evaluation_samples(model, objective.schedule, shape, runtime.autocast)
+        return evaluation_samples(model, objective, shape, runtime.autocast)
 
     def trained(model, state: dict):
         model.load_state_dict(state["ema"]["model"])

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from src.harness.loading import check_prediction, import_implementation
+from src.harness.samplers import ddim, heun
 from src.harness.schedule import NoiseSchedule
 
 
@@ -24,8 +25,8 @@ def predict(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 class Objective:
     """A network input and a regression target per (clean sample, timestep, noise); MSE between target and output.
 
-    Subclasses define `pair(x0, t, noise) -> (input, target)` and `fast_sampler(model, shape, generator)`, the
-    harness's deterministic sampler for previews and sample scores.
+    Subclasses define `pair(x0, t, noise) -> (input, target)` and `fast_sampler(model, shape, generator,
+    num_steps)`, the harness's deterministic sampler for previews and sample scores, in about num_steps model calls.
     """
 
     def __init__(self, schedule: NoiseSchedule):
@@ -78,22 +79,16 @@ class NoisePrediction(Objective):
     """DDPM's objective (Ho et al. 2020, Algorithm 1): the network predicts the noise eps mixed into x_0 at step t,
     L_simple = || eps - eps_theta(x_t, t) ||^2 (eq. 14)."""
 
-    name = "noise"
-
     def pair(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.schedule.q_sample(x0, t, noise), noise
 
     def fast_sampler(self, model, shape: tuple[int, ...], generator: torch.Generator | None, num_steps: int):
-        from src.harness.samplers import ddim
-
         return ddim(model, self.schedule, shape, generator, num_steps=num_steps)
 
 
 class FlowMatching(Objective):
     """Flow matching (Lipman et al. 2023): the network predicts the velocity from noise to data along a straight
     line. The line and the velocity come from src/flow.py (Level 7), or with solution=True from the reference."""
-
-    name = "flow"
 
     def __init__(self, schedule: NoiseSchedule, solution: bool = False):
         super().__init__(schedule)
@@ -103,15 +98,10 @@ class FlowMatching(Objective):
         return self.flow_matching_pair(x0, noise, t, self.schedule.num_timesteps)
 
     def fast_sampler(self, model, shape: tuple[int, ...], generator: torch.Generator | None, num_steps: int):
-        from src.harness.samplers import heun
-
         return heun(model, self.schedule, shape, generator, num_steps=num_steps // 2)
 
 
-OBJECTIVES = {"noise": NoisePrediction, "flow": FlowMatching}
-
-
-def make_objective(diffusion_cfg, device=None, solution: bool = False) -> Objective:
+def make_objective(diffusion_cfg, device="cpu", solution: bool = False) -> Objective:
     """The objective `diffusion.objective` names, on `device`; flow matching uses src/flow.py (or the reference's)."""
     schedule = NoiseSchedule.from_config(diffusion_cfg, device)
     if diffusion_cfg.objective == "flow":
