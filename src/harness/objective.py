@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from src.harness.loading import check_prediction, import_implementation
-from src.harness.samplers import ddim, heun
+from src.harness.samplers import ddim, heun, heun_steps
 from src.harness.schedule import NoiseSchedule
 
 
@@ -98,7 +98,7 @@ class FlowMatching(Objective):
         return self.flow_matching_pair(x0, noise, t, self.schedule.num_timesteps)
 
     def fast_sampler(self, model, shape: tuple[int, ...], generator: torch.Generator | None, num_steps: int):
-        return heun(model, self.schedule, shape, generator, num_steps=num_steps // 2)
+        return heun(model, self.schedule, shape, generator, num_steps=heun_steps(num_steps))
 
 
 def make_objective(diffusion_cfg, device="cpu", solution: bool = False) -> Objective:

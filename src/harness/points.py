@@ -99,15 +99,22 @@ def scatter_picture(points: torch.Tensor, data: torch.Tensor | None = None, titl
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     fig, ax = plt.subplots(figsize=(3.2, 3.2))
     _scatter(ax, points, data)
     if title:
         ax.set_title(title, fontsize=9)
+    return _picture(fig, dpi=80)
+
+
+def _picture(fig, dpi: int):
+    """The matplotlib figure `fig` as a PIL image, the figure closed."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     fig.tight_layout(pad=0.3)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     return Image.open(buffer).convert("RGB")
 
@@ -157,9 +164,9 @@ def paths_picture(runs: list[tuple[str, torch.nn.Module, object]], data: torch.T
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     from src.harness.figures import TrajectoryRecorder
+    from src.harness.kinds import Points
 
     fig, axes = plt.subplots(2, len(runs), figsize=(3.4 * len(runs), 7), squeeze=False)
     for column, (title, model, objective) in enumerate(runs):
@@ -168,15 +175,11 @@ def paths_picture(runs: list[tuple[str, torch.nn.Module, object]], data: torch.T
         T = objective.schedule.num_timesteps
         training = torch.stack([objective.noised(x0, torch.full((num_paths,), t), noise) for t in range(T - 1, -1, -1)])
         _paths(axes[0][column], torch.cat([training, x0[None]]), data, f"{title}: training paths")
-        recorder = TrajectoryRecorder(model.eval(), lambda x: x.detach().float().cpu())
+        recorder = TrajectoryRecorder(model.eval(), Points.keep)
         generator = torch.Generator(objective.schedule.betas.device).manual_seed(seed)
         samples = objective.fast_sampler(recorder, (num_paths, 2), generator, EVAL_STEPS).float().cpu()
         _paths(axes[1][column], torch.stack([*recorder.inputs, samples]), data, f"{title}: sampling paths")
-    fig.tight_layout(pad=0.3)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return Image.open(buffer).convert("RGB")
+    return _picture(fig, dpi=100)
 
 
 def _paths(ax, paths: torch.Tensor, data: torch.Tensor, title: str) -> None:

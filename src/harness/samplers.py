@@ -51,6 +51,11 @@ def heun(model, schedule, shape: tuple[int, ...], generator: torch.Generator | N
     return x.clamp(-1, 1)
 
 
+def heun_steps(model_calls: int) -> int:
+    """Heun's steps that take about `model_calls` model calls (2 * steps - 1)."""
+    return (model_calls + 1) // 2
+
+
 # The harness holds no level's answer: "ddpm" is the DDPM sampler under test (Level 4), "euler" the flow sampler
 # under test (Level 7): the student's src/sampler.py and src/flow.py, or with --solution the reference's. Loaded
 # only when asked for.
@@ -59,7 +64,7 @@ SAMPLERS = {
     "ddim": lambda cfg, solution=False: partial(ddim, num_steps=cfg.steps),  # cfg.steps model calls
     "euler": lambda cfg, solution=False: partial(import_implementation("flow", solution).euler_sample,
                                                  num_steps=cfg.steps),  # cfg.steps model calls
-    "heun": lambda cfg, solution=False: partial(heun, num_steps=(cfg.steps + 1) // 2),  # about cfg.steps calls
+    "heun": lambda cfg, solution=False: partial(heun, num_steps=heun_steps(cfg.steps)),  # about cfg.steps calls
 }
 # diffusion.objective -> the samplers for it, the first being the one --custom-sampler replaces with the student's.
 OBJECTIVE_SAMPLERS = {"noise": ("ddpm", "ddim"), "flow": ("euler", "heun")}
