@@ -2,9 +2,9 @@
 
 Config overrides follow the dataset, e.g. `... calibrate cifar10 data.verify_md5=false` for a rebuilt mirror.
 
-Draws the evaluation samples (256, DDIM, seed 0, as the level tests do) of every generator: real images, the
-reference run, the zoo's student-style runs (train them first with `python -m calibration.train_zoo`), and
-generators that a student's broken work resembles. Stores each set as a grid in calibration/grids/<dataset>/
+Draws the evaluation samples (256, the harness's sampler, seed 0, as the level tests do) of every generator:
+real images, the reference run, the zoo's student-style runs (train them first with
+`python -m calibration.train_zoo`), and generators that a student's broken work resembles. Stores each set as a grid in calibration/grids/<dataset>/
 (the meta-test tests/harness/test_calibration.py re-scores those files), and prints a Markdown table of the
 metrics, the grader's verdict and the verdict of a person who looked at the grid (calibration/verdicts.json).
 `--rescore` skips drawing and scores the stored grids, which is what the meta-test checks.

@@ -1,11 +1,13 @@
-"""The calibration behind the bar of Levels 0 and 7: `uv run python -m calibration.points [--config moons_flow]`
-(a few minutes on a CPU).
+"""The calibration behind the bar of Levels 0, 5 and 7:
+`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]` (a few minutes on a CPU).
 
 Trains the reference and the student-style point models of calibration/point_zoo/ at the official budget of
 configs/moons.yaml (DDPM, Level 0) or configs/moons_flow.yaml (flow matching with the reference's src/flow.py,
 Level 7): the same `train` as main.py, same seed. Draws their evaluation samples (2000 points, seed 0, with the
 objective's fast sampler, as the level tests do), adds generators that a student's broken work resembles, and
-stores every set in calibration/grids/<config>/samples.pt with a scatter plot beside it. Prints a Markdown table
+stores every set in calibration/grids/<config>/samples.pt with a scatter plot beside it. With `--ddim-eta`
+(Level 5) the moons models are sampled with the reference's DDIM (50 steps) at that eta instead, into
+calibration/grids/moons-ddim-eta<ETA>/. Prints a Markdown table
 of the Chamfer ratio, the grader's verdict and the verdict of a person who looked at each plot
 (calibration/verdicts.json). `--rescore` scores the stored samples, which is what
 tests/harness/test_calibration.py checks.
@@ -16,15 +18,18 @@ import importlib
 import json
 import tempfile
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from calibration.point_zoo import POINT_ZOO
 from src.harness.data import load_data
+from src.harness.loading import import_implementation
 from src.harness.objective import make_objective
 from src.harness.paths import ROOT, official_config
 from src.harness.points import chamfer_ratio, evaluation_points, judge_points, point_quality, scatter_picture
+from src.harness.policy import EVAL_STEPS, POINT_EVAL_SAMPLES
 from src.harness.runtime import Runtime
 from src.harness.train import train
 from src.solution.point_model import PointModel as Reference
@@ -64,14 +69,22 @@ def trained_run(config: str, model, overrides: list[str] = (), objective=None):
     return result.ema.model, cfg
 
 
-def trained_samples(config: str, model, overrides: list[str] = ()) -> torch.Tensor:
-    """The evaluation points of `model` trained at the official budget of `config` (plus `overrides`)."""
+def _trained_samples(config: str, model, overrides: list[str] = (), ddim_eta: float | None = None) -> torch.Tensor:
+    """The evaluation points of `model` trained at the official budget of `config` (plus `overrides`), drawn by the
+    objective's fast sampler or, with ddim_eta, by the reference's DDIM at that eta."""
     ema_model, cfg = trained_run(config, model, overrides)
-    return evaluation_points(ema_model, make_objective(cfg.diffusion, solution=True), nullcontext)
+    objective = make_objective(cfg.diffusion, solution=True)
+    if ddim_eta is None:
+        return evaluation_points(ema_model, objective, nullcontext)
+    ddim_sample = import_implementation("sampler", solution=True).ddim_sample
+    return ddim_sample(ema_model.eval(), objective.schedule, (POINT_EVAL_SAMPLES, 2),
+                       torch.Generator().manual_seed(0), num_steps=EVAL_STEPS, eta=ddim_eta)
 
 
-def generators(config: str, data):
-    """(key, description, points (2000, 2)) for every generator of the calibration of `config`."""
+def generators(config: str, data, ddim_eta: float | None = None):
+    """(key, description, points (2000, 2)) for every generator of the calibration of `config` (sampled with DDIM at
+    `ddim_eta`, if given)."""
+    trained_samples = partial(_trained_samples, ddim_eta=ddim_eta)
     n, g = 2000, torch.Generator().manual_seed(5)
     real = data.train[n:2 * n]  # train[:n] is what the score compares against
     yield "real", "real points (held out)", real
@@ -107,29 +120,39 @@ def grader_verdict(quality: dict) -> str:
     return "fail" if judge_points(quality, "moons") else "pass"
 
 
-def samples_file(config: str) -> Path:
-    return ROOT / "calibration" / "grids" / config / "samples.pt"
+def grid_name(config: str, ddim_eta: float | None = None) -> str:
+    """The folder of calibration/grids/ (and the key of verdicts.json) of a calibration."""
+    return config if ddim_eta is None else f"{config}-ddim-eta{ddim_eta:g}"
 
 
-def stored_samples(config: str) -> dict[str, torch.Tensor]:
-    return torch.load(samples_file(config), weights_only=True)
+# Every stored calibration: Levels 0 and 7, and Level 5's DDIM at eta 0 and 1 on the moons.
+GRID_NAMES = (*CONFIGS, *(grid_name("moons", eta) for eta in (0.0, 1.0)))
 
 
-def calibration_table(config: str, rescore: bool = False) -> str:
+def samples_file(name: str) -> Path:
+    return ROOT / "calibration" / "grids" / name / "samples.pt"
+
+
+def stored_samples(name: str) -> dict[str, torch.Tensor]:
+    return torch.load(samples_file(name), weights_only=True)
+
+
+def calibration_table(config: str, rescore: bool = False, ddim_eta: float | None = None) -> str:
     data = load_data(official_config(config).data)
+    name = grid_name(config, ddim_eta)
     if rescore:
-        drawn = stored_samples(config)
-        descriptions = {key: entry["description"] for key, entry in human_verdicts(config).items()}
+        drawn = stored_samples(name)
+        descriptions = {key: entry["description"] for key, entry in human_verdicts(name).items()}
     else:
         drawn, descriptions = {}, {}
-        folder = samples_file(config).parent
+        folder = samples_file(name).parent
         folder.mkdir(parents=True, exist_ok=True)
-        for key, description, points in generators(config, data):
+        for key, description, points in generators(config, data, ddim_eta):
             drawn[key], descriptions[key] = points.float(), description
             scatter_picture(points, data.val, title=key).save(folder / f"{key}.png")
             print(f"drew {key}", flush=True)
-        torch.save(drawn, samples_file(config))
-    verdicts = human_verdicts(config)
+        torch.save(drawn, samples_file(name))
+    verdicts = human_verdicts(name)
     rows = ["| generator | Chamfer / real-vs-real | the data's shape: person, grader |", "| --- | --- | --- |"]
     for key, points in drawn.items():
         quality = point_quality(points, data.train, data.val)
@@ -141,6 +164,9 @@ def calibration_table(config: str, rescore: bool = False) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=CONFIGS, default="moons", help="the run whose bar to calibrate")
+    parser.add_argument("--ddim-eta", type=float, help="sample the moons models with the reference's DDIM (Level 5)")
     parser.add_argument("--rescore", action="store_true", help="score the stored samples instead of drawing them")
     args = parser.parse_args()
-    print(calibration_table(args.config, args.rescore))
+    if args.ddim_eta is not None and args.config != "moons":
+        parser.error("--ddim-eta samples the DDPM moons models (--config moons)")
+    print(calibration_table(args.config, args.rescore, args.ddim_eta))

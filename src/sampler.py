@@ -1,6 +1,6 @@
-"""Your DDPM sampler. This is Level 4 of the kata (see the README's "Levels").
+"""Your samplers: DDPM's (Level 4) and DDIM's (Level 5; see the README's "Levels").
 
-Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
+Level 4 is Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
 
     x_T ~ N(0, I)
     for t = T-1, ..., 0:
@@ -8,7 +8,8 @@ Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
         x_{t-1} = 1 / sqrt(alpha_t) * (x_t - beta_t / sqrt(1 - alpha_bar_t) * eps_theta(x_t, t)) + sigma_t * z
     return x_0
 
-(The paper counts t = T..1; arrays here are indexed 0..T-1, so step t uses betas[t].)
+(The paper counts t = T..1; arrays here are indexed 0..T-1, so step t uses betas[t].) Level 5, DDIM, reuses
+the same trained model and skips most timesteps: see `ddim_sample` below.
 """
 
 import torch
@@ -37,4 +38,38 @@ def sample(model, schedule, shape: tuple[int, ...], generator: torch.Generator |
     # TODO: Level 4
     raise NotImplementedError(
         "Implement DDPM sampling (Algorithm 2) in src/sampler.py (README: 'Level 4: your own sampler')."
+    )
+
+
+@torch.no_grad()
+def ddim_sample(model, schedule, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                num_steps: int = 50, eta: float = 0.0) -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021, eq. 12) on num_steps of the T timesteps; eta = 0 is deterministic.
+
+    The timesteps, N = num_steps of them, evenly spaced from T-1 down to 0:
+        tau = torch.linspace(T - 1, 0, N).round().long()      # e.g. T = 1000, N = 4: 999, 666, 333, 0
+    At step i = 0, ..., N-1, with abar = alphas_cumprod[tau_i] and abar_next = alphas_cumprod[tau_{i+1}]
+    (abar_next = 1 at the last step, i = N-1):
+        eps    = eps_theta(x, tau_i)
+        x0_hat = clip((x - sqrt(1 - abar) * eps) / sqrt(abar), -1, 1)         # the predicted clean image
+        sigma  = eta * sqrt((1 - abar_next) / (1 - abar)) * sqrt(1 - abar / abar_next)       # eq. 16
+        x      = sqrt(abar_next) * x0_hat + sqrt(1 - abar_next - sigma^2) * eps + sigma * z  # eq. 12
+    so the last step returns x0_hat. eta = 1 makes each step as random as a DDPM step over the same gap.
+
+    Args:
+        model, schedule, shape, generator: as for `sample` above.
+        num_steps: N, the number of model calls.
+        eta: how much fresh noise each step adds, from 0 (deterministic) to 1.
+
+    Random numbers, in this exact order (so two correct samplers agree bit for bit):
+        1. x = torch.randn(shape, generator=generator, device=device)
+        2. at each step i: call the model once, then, only when eta > 0 and i < N-1,
+           z = torch.randn(shape, generator=generator, device=device).
+
+    Returns:
+        x_0: (B, C, H, W), clipped to [-1, 1], without autograd history.
+    """
+    # TODO: Level 5
+    raise NotImplementedError(
+        "Implement DDIM sampling (eq. 12) in src/sampler.py (README: 'Level 5: DDIM, fast sampling')."
     )

@@ -5,7 +5,7 @@ Layout under AUTOGRADER_ROOT (default /autograder, Gradescope's): source/ holds 
 model.py and sampler.py), results/results.json what this writes. Grading steps:
 
 1. find the student's model.py, sampler.py and trained checkpoints in the submission;
-2. check statically that they import neither the reference nor (model.py, unless allowed) a ready-made network;
+2. check statically that they import neither the reference nor (unless allowed) diffusers' ready-made parts;
 3. build work/kata: the student release of the kata with the student's files in src/ and checkpoints in outputs/;
 4. run the graded tests, then the hidden tests, each in a child pytest process that reports every test's outcome
    on a pipe as it happens (src/harness/grading.py, _Events). The child runs as an unprivileged user where
@@ -32,20 +32,21 @@ from src.harness.policy import AUTOGRADED_PARTS
 
 DEFAULT_SETTINGS = {
     "parts": list(AUTOGRADED_PARTS),  # graded on Gradescope; level3 needs CIFAR-10 data
-    "allow_library_models": False,  # True: model.py may import ready-made networks (diffusers)
+    "allow_library_models": False,  # True: the student's files may import diffusers (ready-made networks, samplers)
     "retrain": False,  # True: train the submitted model here (configs/fashion_mnist.yaml) instead of its checkpoint
     "time_budget_s": 540,  # the whole grading, under Gradescope's limit; tests not reached by then score 0
     "grace_s": 30,  # beyond a test's own timeout before the child is killed (a hang in C code)
     "hidden_visibility": "after_published",  # the visibility of a hidden test that sets none
     "unprivileged_user": "nobody",
 }
-POINT_MODEL_PARTS = {"level0", "level7"}  # graded on src/point_model.py (and its moons, moons_flow checkpoints)
+# graded on src/point_model.py (and its moons, moons_flow checkpoints; Level 5 samples the moons run with DDIM)
+POINT_MODEL_PARTS = {"level0", "level5", "level7"}
 MODEL_PARTS = {"basics", "level1", "level2", "level3"}  # graded on src/model.py (and its checkpoint)
-SAMPLER_PARTS = {"level4"}
+SAMPLER_PARTS = {"level4", "level5"}  # src/sampler.py's sample and ddim_sample
 FLOW_PARTS = {"level7"}  # graded on src/flow.py (and the moons_flow checkpoint it trained)
 GRADED_FILES = (("point_model", POINT_MODEL_PARTS), ("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS),
                 ("flow", FLOW_PARTS))
-LIBRARY_MODULES = ("diffusers",)  # ready-made networks
+LIBRARY_MODULES = ("diffusers",)  # ready-made networks and samplers
 REFERENCE_MODULES = ("src.solution", "solution")
 CONFIGS_WITH_CHECKPOINTS = ("moons", "moons_flow", "fashion_mnist", "cifar10")
 
@@ -79,7 +80,7 @@ def find_submission(folder: Path) -> dict:
 
 
 def forbidden_imports(source: str, library: bool) -> str | None:
-    """Why this source may not be graded (it imports the reference, or with library=True a ready-made network)."""
+    """Why this source may not be graded (it imports the reference, or with library=True diffusers)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -98,7 +99,8 @@ def forbidden_imports(source: str, library: bool) -> str | None:
             clean = name.lstrip(".")
             for module in banned:
                 if clean == module or clean.startswith(module + "."):
-                    what = "the reference (src/solution)" if module in REFERENCE_MODULES else f"{module}, a ready-made network"
+                    what = ("the reference (src/solution)" if module in REFERENCE_MODULES
+                            else f"{module}, a ready-made network or sampler")
                     return f"it imports {what}"
     return None
 
@@ -110,7 +112,7 @@ def integrity(found: dict, settings: dict) -> dict[str, str]:
         if name not in found:
             continue
         reason = forbidden_imports(found[name].read_text(errors="replace"),
-                                   library=name != "sampler" and not settings["allow_library_models"])
+                                   library=not settings["allow_library_models"])
         if reason:
             for part in parts:
                 zeroed[part] = f"0 points: your {name}.py is not graded because {reason}"

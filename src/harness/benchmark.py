@@ -93,7 +93,7 @@ def benchmark(cfg, model_factory, data, runtime: Runtime) -> dict:
     batch_size = cfg.data.batch_size
     batches = TrainBatches(data.train, batch_size, cfg.seed, cfg.data.hflip, device)
     step = iter(range(10**9))
-    harness_steps = cfg.sampling.steps if cfg.sampling.sampler == "ddim" else schedule.num_timesteps
+    harness_steps = schedule.num_timesteps if cfg.sampling.sampler == "ddpm" else cfg.sampling.steps
     shape = (cfg.sampling.num_samples, *data.sample_shape)
     results = {"train_harness": _train_rate(model_factory().to(device), objective, lambda: batches(next(step)),
                                             runtime.autocast, device)}

@@ -104,8 +104,10 @@ class TrainingConfig:
 
 @dataclass
 class SamplingConfig:
-    sampler: str = one_of("ddim", _samplers)  # flow matching: heun or euler; --custom-sampler uses your own
+    # the harness's: dpmpp_2m, or heun for flow matching; yours: ddpm, ddim (Levels 4, 5), euler (Level 7)
+    sampler: str = one_of("dpmpp_2m", _samplers)
     steps: int = checked(50, POSITIVE)  # model calls per sample, for samplers that skip timesteps (all but ddpm)
+    eta: float = checked(0.0, FRACTION)  # ddim's noise: 0 deterministic, 1 as stochastic as DDPM
     num_samples: int = checked(64, POSITIVE)
     seed: int = 0
     animation_frames: int = checked(40, POSITIVE)  # frames of animation.gif, from x_T to x_0

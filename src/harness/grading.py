@@ -2,7 +2,8 @@
 
 Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A graded test carries
 `@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level7). It receives the code under
-test through the fixtures `model_class`, `point_model_class`, `sample`, `flow_matching_pair` and `euler_sample`:
+test through the fixtures `model_class`, `point_model_class`, `sample`, `ddim_sample`, `flow_matching_pair` and
+`euler_sample`:
 the student's files, or with
 --solution the reference. Graded test functions take only those values, so the harness's own tests can call them
 with deliberately broken implementations and check that they fail.
@@ -124,6 +125,12 @@ def _parameters_on_meta_device(cls, example: tuple) -> int | None:
 def sample(solution):
     """sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
     return _implementation("sampler", solution).sample
+
+
+@pytest.fixture
+def ddim_sample(solution):
+    """ddim_sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
+    return _implementation("sampler", solution).ddim_sample
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from src.harness.loading import check_prediction, import_implementation
-from src.harness.samplers import ddim, heun, heun_steps
+from src.harness.samplers import dpmpp_2m, heun, heun_steps
 from src.harness.schedule import NoiseSchedule
 
 
@@ -83,7 +83,7 @@ class NoisePrediction(Objective):
         return self.schedule.q_sample(x0, t, noise), noise
 
     def fast_sampler(self, model, shape: tuple[int, ...], generator: torch.Generator | None, num_steps: int):
-        return ddim(model, self.schedule, shape, generator, num_steps=num_steps)
+        return dpmpp_2m(model, self.schedule, shape, generator, num_steps=num_steps)
 
 
 class FlowMatching(Objective):

@@ -25,11 +25,12 @@ PARTS = {
     "level2": "validation loss at most the reference's",
     "level3": "recognisable CIFAR-10 samples",
     "level4": "your own DDPM sampler",
+    "level5": "your own DDIM sampler",
     "level7": "flow matching: its pair, Euler sampler, 2-D run",
 }
 # The parts graded online: one or more steps each in GitHub Classroom's workflow, Gradescope's default settings.
 # Not level3: grading it needs the CIFAR-10 data, and in Classroom a CIFAR-10 run (about an hour on a CPU).
-AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4", "level7")
+AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4", "level5", "level7")
 
 # ----------------------------------------------------------------------------------- running graded tests
 
@@ -75,8 +76,8 @@ BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_
 # calibrated at (the Frechet distance depends on it; real-vs-real FD is measured at the same number). Official
 # configs need 2x this many validation images (src/harness/config.py).
 EVAL_SAMPLES = 256
-# Model calls per image (DDIM's steps; flow matching's Heun sampler takes 25 steps of two calls): fast, and the same
-# for every run so that scores compare; the bars were calibrated at it.
+# Model calls per image (the harness's DPM-Solver++(2M) steps; flow matching's Heun sampler takes 25 steps of two
+# calls): fast, and the same for every run so that scores compare; the bars were calibrated at it.
 EVAL_STEPS = 50
 # A class is "covered" when at least this share of the samples lands in it (6 of 256, a fifth of a class's share
 # in the data): a model that draws a class only now and then does not count as drawing it.
@@ -93,10 +94,11 @@ THRESHOLDS = {
     # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
     # set one with a margin.
     "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
-    # The two moons of Levels 0 and 7 (src/harness/points.py): the maximum Chamfer distance of the samples to
+    # The two moons of Levels 0, 5 and 7 (src/harness/points.py): the maximum Chamfer distance of the samples to
     # held-out points / that between two sets of real points. Calibrated on student-style point models and broken
-    # generators, trained with DDPM and with flow matching (`uv run python -m calibration.points [--config
-    # moons_flow]`; the tables are in docs/instructors.md). The spiral is not graded.
+    # generators, trained with DDPM (sampled by the harness, and by DDIM at eta 0 and 1) and with flow matching
+    # (`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`; the tables are in
+    # docs/instructors.md). The spiral is not graded.
     "moons": {"chamfer_ratio": 4.5},
 }
 # Points drawn per evaluation (Level 0): the Chamfer distance between two sets of real points of this size is small
@@ -117,6 +119,15 @@ SAMPLER_TRAJECTORY_ATOL = 1e-4
 # the data's: a correct sampler lands within 0.003 of both (16 384 values); a missing sqrt or sigma = beta_t misses
 # the std by more than 0.25. Independent of the order of random draws, unlike the trajectory.
 GAUSSIAN_MOMENT_TOLERANCE = 0.02
+
+# ------------------------------------------------------------------------------------- level 5: DDIM
+
+# DDIM's steps with the exact denoiser of Gaussian data (mean 0.2, std 0.3), deterministic (eta = 0): the step
+# error shrinks with N, and at 200 steps the reference's std lands within 0.007 of the data's (0.025 at 50 steps),
+# well inside GAUSSIAN_MOMENT_TOLERANCE.
+DDIM_GAUSSIAN_STEPS = 200
+# ... and with eta = 1 on all T = 1000 timesteps, where DDIM is DDPM with the posterior variance: within 0.004.
+DDIM_STOCHASTIC_GAUSSIAN_STEPS = 1000
 
 # ------------------------------------------------------------------------------- level 7: flow matching
 

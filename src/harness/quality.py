@@ -138,7 +138,7 @@ def evaluate(model, objective, real: torch.Tensor, dataset: str, classes: list[s
 
 def evaluation_samples(model, objective, shape: tuple[int, ...], autocast, seed: int = 0) -> torch.Tensor:
     """The samples an evaluation scores, drawn from a fixed seed by the objective's fast sampler in EVAL_STEPS model
-    calls (DDIM for DDPM, Heun for flow matching); (B, C, H, W) or (B, 2) on the CPU."""
+    calls (DPM-Solver++(2M) for DDPM, Heun for flow matching); (B, C, H, W) or (B, 2) on the CPU."""
     generator = torch.Generator(objective.schedule.betas.device).manual_seed(seed)
     with autocast():
         samples = objective.fast_sampler(model.eval(), shape, generator, EVAL_STEPS)

@@ -2,10 +2,10 @@
 
     uv run python -m src.harness.record_reference
 
-rewrites tests/graded/recorded/: the reference sampler's model calls on the fixed RecordingModel (tests/graded/fakes.py)
-and seed, the reference flow_matching_pair on fixed inputs and its Euler sampler's model calls, the reference model's
-parameter count per official config, and the losses of test_training's short run of the reference. The student
-release ships these values, not src/solution/.
+rewrites tests/graded/recorded/: the reference DDPM and DDIM samplers' model calls on the fixed RecordingModel
+(tests/graded/fakes.py) and seed, the reference flow_matching_pair on fixed inputs and its Euler sampler's model calls,
+the reference model's parameter count per official config, and the losses of test_training's short run of the
+reference. The student release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
 (src/harness/reference_scores.json, the full runs' validation loss and sample scores, is written by hand
 from a reference run's metrics.json; the same test checks its validation loss against a reference run.)
@@ -54,9 +54,16 @@ def reference_flow_pairs() -> dict:
 
 
 def reference_flow_trace():
-    from tests.graded.fakes import trace_flow_sampler
+    from tests.graded.fakes import trace_fast_sampler
 
-    return trace_flow_sampler(import_implementation("flow", solution=True).euler_sample)
+    return trace_fast_sampler(import_implementation("flow", solution=True).euler_sample)
+
+
+def reference_ddim_traces() -> dict:
+    from tests.graded.fakes import trace_fast_sampler
+
+    ddim_sample = import_implementation("sampler", solution=True).ddim_sample
+    return {eta: trace_fast_sampler(ddim_sample, eta=eta) for eta in recorded.DDIM_ETAS}
 
 
 def main() -> int:
@@ -64,7 +71,8 @@ def main() -> int:
     recorded.REFERENCE_JSON.write_text(json.dumps(values, indent=2) + "\n")
     recorded.save_sampler_trace(*reference_sampler_trace())
     recorded.save_flow(reference_flow_pairs(), *reference_flow_trace())
-    written = (recorded.REFERENCE_JSON, recorded.SAMPLER_TRACE, recorded.FLOW)
+    recorded.save_ddim(reference_ddim_traces())
+    written = (recorded.REFERENCE_JSON, recorded.SAMPLER_TRACE, recorded.FLOW, recorded.DDIM)
     print(f"wrote {', '.join(str(path.relative_to(ROOT)) for path in written)}")
     print(json.dumps(values, indent=2))
     return 0

@@ -1,6 +1,12 @@
-"""Samplers by name. Each entry builds, from the `sampling` config, a function
-sample(model, schedule, shape, generator) -> x_0 in [-1, 1]; OBJECTIVE_SAMPLERS says which fit which objective."""
+"""The harness's own sampler, and the samplers under test, by name.
 
+Each entry of SAMPLERS builds, from the `sampling` config, a function sample(model, schedule, shape, generator)
+-> x_0 in [-1, 1]; OBJECTIVE_SAMPLERS says which fit which objective. The harness's samplers for previews and sample
+scores, DPM-Solver++(2M) for noise prediction and Heun's method for flow matching, are second-order ODE solvers
+that no level asks for, so the release can hold them.
+"""
+
+import math
 from functools import partial
 
 import torch
@@ -9,20 +15,33 @@ from src.harness.loading import import_implementation
 
 
 @torch.no_grad()
-def ddim(model, schedule, shape: tuple[int, ...], generator: torch.Generator | None = None,
-         num_steps: int = 50) -> torch.Tensor:
-    """Deterministic DDIM sampling (Song et al. 2021, eq. 12 with eta = 0) on `num_steps` evenly spaced timesteps."""
+def dpmpp_2m(model, schedule, shape: tuple[int, ...], generator: torch.Generator | None = None,
+             num_steps: int = 50) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): a second-order multistep solver of the probability-flow ODE.
+
+    On the timesteps round(linspace(T - 1, 0, num_steps)), one model call each, with alpha_t = sqrt(abar_t),
+    sigma_t = sqrt(1 - abar_t) and lambda_t = log(alpha_t / sigma_t), h_i = lambda_{i+1} - lambda_i:
+        x0_i = clip((x_i - sigma_i * eps_theta(x_i, t_i)) / alpha_i, -1, 1)
+        D_i = (1 + 1 / (2 r_i)) x0_i - x0_{i-1} / (2 r_i),  r_i = h_{i-1} / h_i  (D_0 = x0_0: first order)
+        x_{i+1} = (sigma_{i+1} / sigma_i) x_i - alpha_{i+1} (exp(-h_i) - 1) D_i
+    and the last prediction x0 is the sample.
+    """
     device = schedule.betas.device
-    abar = schedule.alphas_cumprod
-    timesteps = torch.linspace(schedule.num_timesteps - 1, 0, min(num_steps, schedule.num_timesteps)).round().long()
+    abar = schedule.alphas_cumprod.double()
+    timesteps = torch.linspace(schedule.num_timesteps - 1, 0, num_steps).round().long().tolist()
+    alpha, sigma = abar[timesteps].sqrt().tolist(), (1 - abar[timesteps]).sqrt().tolist()
+    lam = [math.log(a / s) for a, s in zip(alpha, sigma)]
     x = torch.randn(shape, generator=generator, device=device)
-    for i, t in enumerate(timesteps.tolist()):
-        eps = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device)).float()
-        x0 = ((x - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()).clamp(-1, 1)
-        if i + 1 < len(timesteps):
-            t_next = timesteps[i + 1]
-            eps = (x - abar[t].sqrt() * x0) / (1 - abar[t]).sqrt()  # the noise consistent with the clipped x0
-            x = abar[t_next].sqrt() * x0 + (1 - abar[t_next]).sqrt() * eps
+    x0_before = None
+    for i, t in enumerate(timesteps):
+        eps = model(x, torch.full((shape[0],), t, device=device)).float()
+        x0 = ((x - sigma[i] * eps) / alpha[i]).clamp(-1, 1)
+        if i + 1 == len(timesteps):
+            break
+        h = lam[i + 1] - lam[i]
+        d = x0 if x0_before is None else x0 + (x0 - x0_before) * h / (2 * (lam[i] - lam[i - 1]))
+        x = sigma[i + 1] / sigma[i] * x - alpha[i + 1] * math.expm1(-h) * d
+        x0_before = x0
     return x0
 
 
@@ -56,26 +75,30 @@ def heun_steps(model_calls: int) -> int:
     return (model_calls + 1) // 2
 
 
-# The harness holds no level's answer: "ddpm" is the DDPM sampler under test (Level 4), "euler" the flow sampler
-# under test (Level 7): the student's src/sampler.py and src/flow.py, or with --solution the reference's. Loaded
-# only when asked for.
+# The harness holds no level's answer: "ddpm" and "ddim" are the samplers under test of Levels 4 and 5
+# (src/sampler.py), "euler" the flow sampler of Level 7 (src/flow.py): the student's, or with --solution the
+# reference's, loaded only when asked for. "dpmpp_2m" and "heun" are the harness's own. Each entry builds, from
+# the sampling config and whether to load the reference, sample(model, schedule, shape, generator).
 SAMPLERS = {
     "ddpm": lambda cfg, solution=False: import_implementation("sampler", solution).sample,  # T model calls
-    "ddim": lambda cfg, solution=False: partial(ddim, num_steps=cfg.steps),  # cfg.steps model calls
+    "ddim": lambda cfg, solution=False: partial(import_implementation("sampler", solution).ddim_sample,
+                                                num_steps=cfg.steps, eta=cfg.eta),  # cfg.steps model calls
+    "dpmpp_2m": lambda cfg, solution=False: partial(dpmpp_2m, num_steps=cfg.steps),  # cfg.steps model calls
     "euler": lambda cfg, solution=False: partial(import_implementation("flow", solution).euler_sample,
                                                  num_steps=cfg.steps),  # cfg.steps model calls
     "heun": lambda cfg, solution=False: partial(heun, num_steps=heun_steps(cfg.steps)),  # about cfg.steps calls
 }
+UNDER_TEST = ("ddpm", "ddim", "euler")  # the samplers a student writes
 # diffusion.objective -> the samplers for it, the first being the one --custom-sampler replaces with the student's.
-OBJECTIVE_SAMPLERS = {"noise": ("ddpm", "ddim"), "flow": ("euler", "heun")}
+OBJECTIVE_SAMPLERS = {"noise": ("ddpm", "ddim", "dpmpp_2m"), "flow": ("euler", "heun")}
 
 
 def get_sampler(sampling_cfg, objective: str = "noise", custom: bool = False, solution: bool = False):
     """The sampler `sampling_cfg.sampler`, or with custom=True the student's for `objective`: src/sampler.py (DDPM)
     or src/flow.py's euler_sample.
 
-    `sampling.sampler=ddpm` (or `euler`) is the sampler under test as well: the student's, or src/solution/'s with
-    solution=True (and without custom).
+    `sampling.sampler=ddpm`, `ddim` or `euler` is a sampler under test as well: the student's, or src/solution/'s
+    with solution=True (and without custom).
     """
     if custom:
         return SAMPLERS[OBJECTIVE_SAMPLERS[objective][0]](sampling_cfg, solution=False)

@@ -1,4 +1,4 @@
-"""Reference DDPM sampler, with exactly the contract of src/sampler.py."""
+"""Reference DDPM and DDIM samplers, with exactly the contracts of src/sampler.py."""
 
 import torch
 
@@ -15,4 +15,24 @@ def sample(model, schedule, shape: tuple[int, ...], generator: torch.Generator |
         x = (x - betas[t] / (1 - alphas_cumprod[t]).sqrt() * eps) / alphas[t].sqrt()
         if t > 0:
             x = x + betas[t].sqrt() * torch.randn(shape, generator=generator, device=device)
+    return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def ddim_sample(model, schedule, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                num_steps: int = 50, eta: float = 0.0) -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021, eq. 12) on num_steps evenly spaced timesteps; eta = 0 is deterministic."""
+    device = schedule.betas.device
+    timesteps = torch.linspace(schedule.num_timesteps - 1, 0, num_steps).round().long().tolist()
+    one = torch.ones((), device=device)
+    x = torch.randn(shape, generator=generator, device=device)
+    for i, t in enumerate(timesteps):
+        abar = schedule.alphas_cumprod[t]
+        abar_next = schedule.alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else one
+        eps = model(x, torch.full((shape[0],), t, dtype=torch.long, device=device)).float()
+        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+        sigma = eta * ((1 - abar_next) / (1 - abar)).sqrt() * (1 - abar / abar_next).sqrt()  # eq. 16
+        x = abar_next.sqrt() * x0 + (1 - abar_next - sigma ** 2).sqrt() * eps  # eq. 12
+        if eta > 0 and i + 1 < len(timesteps):
+            x = x + sigma * torch.randn(shape, generator=generator, device=device)
     return x.clamp(-1, 1)

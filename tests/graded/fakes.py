@@ -85,12 +85,13 @@ def flow_pair_inputs(sample_shape=(1, 4, 4), seed=0):
     return x0, noise, torch.tensor([0, 1, T // 2 - 1, T - 2, T - 1]), T
 
 
-def trace_flow_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_timesteps=1000):
-    """(x at s = 0, model calls) of the Euler sampler `sampler` on a fresh RecordingModel from a fixed seed. The
-    reference's, at the defaults, is recorded (tests/graded/recorded/, `recorded.flow_trace()`)."""
+def trace_fast_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_timesteps=1000, **options):
+    """(x returned, model calls) of a sampler that takes num_steps (Euler's, DDIM's with its `options`) on a fresh
+    RecordingModel from a fixed seed. The reference's, at the defaults, are recorded (tests/graded/recorded/:
+    `recorded.flow_trace()`, `recorded.ddim_trace(eta)`)."""
     model = RecordingModel(num_timesteps)
     out = sampler(model, NoiseSchedule(num_timesteps), shape, generator=torch.Generator().manual_seed(seed),
-                  num_steps=num_steps)
+                  num_steps=num_steps, **options)
     return out, model.calls
 
 

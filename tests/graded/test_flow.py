@@ -12,7 +12,7 @@ from src.harness.points import evaluation_points, judge_points, point_quality
 from src.harness.policy import (FLOW_GAUSSIAN_STEPS, FLOW_PAIR_ATOL, GAUSSIAN_MOMENT_TOLERANCE,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL)
 from src.harness.schedule import NoiseSchedule
-from tests.graded.fakes import GaussianDataVelocity, first_departure, flow_pair_inputs, trace_flow_sampler
+from tests.graded.fakes import GaussianDataVelocity, first_departure, flow_pair_inputs, trace_fast_sampler
 from tests.graded.recorded import flow_pairs, flow_trace
 from tests.graded.runs import command, trained_model
 
@@ -49,8 +49,8 @@ def test_pair_matches_the_reference_on_points(flow_matching_pair):
 
 @pytest.mark.points(4)
 def test_euler_matches_the_reference_sampler_exactly(euler_sample):
-    out, calls = trace_flow_sampler(euler_sample)
-    expected_out, expected_calls = flow_trace()  # the reference's trace_flow_sampler(), recorded
+    out, calls = trace_fast_sampler(euler_sample)
+    expected_out, expected_calls = flow_trace()  # the reference's trace_fast_sampler(), recorded
     departure = first_departure(calls, expected_calls, SAMPLER_X_T_ATOL, SAMPLER_TRAJECTORY_ATOL)
     if departure is not None:
         i, t, expected_t, what = departure
@@ -84,7 +84,7 @@ def test_euler_reproduces_the_mean_and_variance_of_gaussian_data(euler_sample):
 @pytest.mark.points(2)
 def test_euler_calls_the_model_once_per_step_from_T_minus_1_down(euler_sample):
     batch = 3
-    _, calls = trace_flow_sampler(euler_sample, num_steps=4, shape=(batch, 1, 4, 4))
+    _, calls = trace_fast_sampler(euler_sample, num_steps=4, shape=(batch, 1, 4, 4))
     timesteps = [t for t, _ in calls]
     assert len(timesteps) == 4, f"the model was called {len(timesteps)} times for num_steps = 4: once per step"
     for t in timesteps:
@@ -102,7 +102,7 @@ def test_euler_returns_clipped_samples_without_autograd_history(euler_sample):
                        num_steps=5)
     assert tuple(out.shape) == shape and out.dtype == torch.float32, f"returned {tuple(out.shape)}, asked {shape}"
     assert out.min() >= -1 and out.max() <= 1, "clip the final x to [-1, 1] (torch.clamp)"
-    out, _ = trace_flow_sampler(euler_sample, num_steps=3)
+    out, _ = trace_fast_sampler(euler_sample, num_steps=3)
     assert not out.requires_grad and out.grad_fn is None, (
         "the samples carry autograd history: decorate euler_sample with @torch.no_grad()")
 

@@ -20,7 +20,8 @@ from tests.graded.runs import command, reference_model, trained_model
 
 
 def run_quality(config: str, model, run_cfg) -> dict:
-    """The evaluation main.py prints, recomputed from a run's EMA model: 256 DDIM samples from a fixed seed."""
+    """The evaluation main.py prints, recomputed from a run's EMA model: 256 samples of the harness's sampler from a
+    fixed seed."""
     official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))

@@ -3,8 +3,8 @@
 calibration/grids/<dataset>/ holds the 256 evaluation samples of each generator (real images, the reference,
 independently written student models trained at the official budget, and broken generators), drawn once by
 `uv run python -m calibration.calibrate <dataset>`; calibration/verdicts.json holds what a person saw in each
-grid. The point sets of Levels 0 and 7 are in calibration/grids/moons{,_flow}/samples.pt
-(`uv run python -m calibration.points [--config moons_flow]`).
+grid. The point sets of Levels 0, 5 and 7 are in calibration/grids/moons{,_flow,-ddim-eta0,-ddim-eta1}/samples.pt
+(`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`).
 A change to the metric or its thresholds that turns any verdict fails here.
 """
 
@@ -60,12 +60,12 @@ def moons():
 
 
 @pytest.mark.parametrize("config, key", [pytest.param(config, key, id=f"{config}-{key}")
-                                         for config in points_calibration.CONFIGS
+                                         for config in points_calibration.GRID_NAMES
                                          for key in points_calibration.human_verdicts(config)])
 def test_point_grader_agrees_with_the_person(moons, config, key):
     samples = points_calibration.stored_samples(config)
     assert key in samples, (f"calibration/grids/{config}/samples.pt has no {key}: run "
-                            f"`python -m calibration.points --config {config}`")
+                            f"`python -m calibration.points` (see its --help)")
     quality = point_quality(samples[key], moons.train, moons.val)
     person = points_calibration.human_verdicts(config)[key]["shape"]
     assert points_calibration.grader_verdict(quality) == person, (

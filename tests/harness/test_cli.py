@@ -107,6 +107,14 @@ def test_stub_sampler_is_caught_before_training(tmp_path):
     assert "Training" not in result.stdout
 
 
+def test_stub_ddim_is_caught_before_training(tmp_path):
+    kata = kata_copy(tmp_path, model=(ROOT / "src" / "solution" / "model.py").read_text())  # src/sampler.py: the stub
+    result = run_main(kata, "--config", "configs/smoke.yaml", "sampling.sampler=ddim")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "src/sampler.py is still a stub" in result.stderr and "Level 5" in result.stderr
+    assert "Training" not in result.stdout
+
+
 def test_syntax_error_in_student_file_names_file_and_line(tmp_path):
     kata = kata_copy(tmp_path, model="import torch\nclass DiffusionModel(torch.nn.Module)\n    pass\n")
     result = run_main(kata, "--config", "configs/smoke.yaml")

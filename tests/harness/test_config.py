@@ -30,8 +30,8 @@ def test_overrides_are_typed():
     ("diffusion.schedule=quadratic", ["diffusion.schedule", "cosine, linear"]),
     ("training.ema_decay=1.5", ["training.ema_decay", "[0, 1]"]),
     ("model.norm_num_groups=5", ["model.norm_num_groups", "divisor"]),
-    ("sampling.sampler=euler", ["sampling.sampler", "ddim, ddpm with diffusion.objective=noise"]),
-    ("sampling.sampler=unipc", ["sampling.sampler", "ddim, ddpm, euler, heun"]),
+    ("sampling.sampler=euler", ["sampling.sampler", "ddim, ddpm, dpmpp_2m with diffusion.objective=noise"]),
+    ("sampling.sampler=unipc", ["sampling.sampler", "ddim, ddpm, dpmpp_2m, euler, heun"]),
     ("diffusion.objective=flow", ["sampling.sampler", "euler, heun with diffusion.objective=flow"]),
     ("diffusion.objective=score", ["diffusion.objective", "flow, noise"]),
 ])

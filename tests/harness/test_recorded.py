@@ -5,7 +5,7 @@ a config or a graded test that moves one of them must come with `uv run python -
 
 Tolerances, for float noise across CPUs and torch builds:
 - parameter counts: exact;
-- the sampler trace, the flow pair and the Euler trace: 1e-5 absolute (float32 elementwise arithmetic on a fixed
+- the sampler trace, the flow pair, the Euler and DDIM traces: 1e-5 absolute (float32 elementwise arithmetic on a fixed
   model; the graded tests allow 1e-4 on traces, 1e-5 on the pair);
 - the short run's losses: 10% relative on the same precision (bf16 autocast or fp32, chosen by the CPU), 25%
   across precisions; the graded test allows the student 1.6x the recorded loss;
@@ -47,6 +47,11 @@ def test_recorded_flow_is_the_references():
     _assert_same_trace(record_reference.reference_flow_trace(), recorded.flow_trace(), "Euler")
 
 
+def test_recorded_ddim_traces_are_the_references():
+    for eta, trace in record_reference.reference_ddim_traces().items():
+        _assert_same_trace(trace, recorded.ddim_trace(eta), f"DDIM (eta = {eta})")
+
+
 @pytest.mark.slow
 def test_recorded_short_run_is_the_references():
     short = record_reference.reference_short_run()
@@ -75,3 +80,6 @@ def test_recordings_are_valid_json_and_tensors():
     assert out.shape == (4, 1, 6, 6) and len(calls) == 50
     out, calls = recorded.flow_trace()
     assert out.shape == (4, 1, 6, 6) and len(calls) == 20
+    for eta in recorded.DDIM_ETAS:
+        out, calls = recorded.ddim_trace(eta)
+        assert out.shape == (4, 1, 6, 6) and len(calls) == 20

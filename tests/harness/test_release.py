@@ -416,20 +416,39 @@ def test_the_drop_is_skipped_where_the_user_cannot_run_python(tmp_path):
     assert autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) == expected
 
 
-@pytest.mark.slow
-def test_gradescope_level0_grades_a_point_model_and_its_moons_run(gradescope_root, student, tmp_path):
-    """A student's point model, trained by main.py in their copy (seconds), earns every Level 0 point on Gradescope."""
-    kata = tmp_path / "kata"
+@pytest.fixture(scope="module")
+def student_moons_run(student, tmp_path_factory):
+    """The checkpoint of a student's point model trained by main.py in their copy (seconds), its final samples
+    drawn with the student's DDIM (Level 5)."""
+    kata = tmp_path_factory.mktemp("moons") / "kata"
     shutil.copytree(student, kata)
     (kata / "src" / "point_model.py").write_text(CORRECT_POINT_MODEL)
-    run = subprocess.run([sys.executable, "main.py", "--config", "configs/moons.yaml", "output.animation=false"],
+    (kata / "src" / "sampler.py").write_text(CORRECT_SAMPLER)
+    run = subprocess.run([sys.executable, "main.py", "--config", "configs/moons.yaml", "sampling.sampler=ddim",
+                          "sampling.eta=1", "output.animation=false"],
                          cwd=kata, capture_output=True, text=True, env=_env(), timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    checkpoint = (kata / "outputs" / "moons" / "checkpoint.pt").read_bytes()
+    assert "samples (ddim)" in run.stdout
+    return (kata / "outputs" / "moons" / "checkpoint.pt").read_bytes()
+
+
+@pytest.mark.slow
+def test_gradescope_level0_grades_a_point_model_and_its_moons_run(gradescope_root, student_moons_run):
+    """A student's point model and its moons run earn every Level 0 point on Gradescope."""
     results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL,
-                                       "outputs/moons/checkpoint.pt": checkpoint},
+                                       "outputs/moons/checkpoint.pt": student_moons_run},
                      settings={"parts": ["level0"]}, timeout="120")
     assert results["score"] == results["max_score"] == 11, results["tests"]
+
+
+@pytest.mark.slow
+def test_gradescope_level5_grades_ddim_and_samples_the_moons_run_with_it(gradescope_root, student_moons_run):
+    """A DDIM sampler written unlike the reference, with the point model and moons run it samples, earns every
+    Level 5 point on Gradescope."""
+    results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL, "src/sampler.py": CORRECT_SAMPLER,
+                                       "outputs/moons/checkpoint.pt": student_moons_run},
+                     settings={"parts": ["level5"]}, timeout="120")
+    assert results["score"] == results["max_score"] == 19, results["tests"]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The harness's samplers: the registry, DDIM, Heun, and the benchmark that compares against a textbook loop."""
+"""The harness's samplers: the registry, DPM-Solver++(2M), Heun, and the benchmark against a textbook loop."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from src.harness.config import SamplingConfig
 from src.harness.paths import ROOT
-from src.harness.samplers import OBJECTIVE_SAMPLERS, SAMPLERS, ddim, get_sampler, heun
+from src.harness.samplers import OBJECTIVE_SAMPLERS, SAMPLERS, dpmpp_2m, get_sampler, heun
 from src.harness.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, GaussianDataVelocity, RecordingModel
 from tests.harness.helpers import run_main
@@ -20,18 +20,23 @@ def test_every_registered_sampler_draws_images_in_range(name):  # ddpm: the refe
     assert out.shape == (2, 3, 4, 4) and out.min() >= -1 and out.max() <= 1 and not out.requires_grad
 
 
-def test_ddim_calls_the_model_on_evenly_spaced_timesteps():
+def test_dpmpp_2m_calls_the_model_on_evenly_spaced_timesteps():
     model = RecordingModel(1000)
-    ddim(model, NoiseSchedule(1000), (1, 1, 2, 2), num_steps=5)
+    dpmpp_2m(model, NoiseSchedule(1000), (1, 1, 2, 2), num_steps=5)
     assert [t[0] for t, _ in model.calls] == [999, 749, 500, 250, 0]
 
 
-def test_ddim_reproduces_gaussian_data():
+def test_dpmpp_2m_reproduces_gaussian_data_with_a_second_order_error():
     schedule = NoiseSchedule(1000)
-    out = ddim(GaussianDataDenoiser(schedule, 0.2, 0.3), schedule, (256, 1, 8, 8),
-               torch.Generator().manual_seed(0), num_steps=50)
-    assert out.mean().item() == pytest.approx(0.2, abs=0.02)
-    assert out.std().item() == pytest.approx(0.3, abs=0.03)
+    denoiser = GaussianDataDenoiser(schedule, 0.2, 0.3)
+
+    def std_error(num_steps):
+        out = dpmpp_2m(denoiser, schedule, (256, 1, 8, 8), torch.Generator().manual_seed(0), num_steps=num_steps)
+        assert out.mean().item() == pytest.approx(0.2, abs=0.01)
+        return abs(out.std().item() - 0.3)
+
+    assert std_error(50) < 0.04
+    assert std_error(100) < std_error(50) / 3, "second order: twice the steps, a quarter of the error (DDIM: half)"
 
 
 def test_heun_reproduces_gaussian_data_and_calls_the_model_twice_per_step_but_the_last():
@@ -49,6 +54,7 @@ def test_every_sampler_fits_exactly_one_objective_and_custom_picks_the_students(
     assert sorted(fitted) == sorted(SAMPLERS), "each sampler is meant for one objective"
     cfg = OmegaConf.structured(SamplingConfig)
     assert get_sampler(cfg, "noise", custom=True).__module__ == "src.sampler"
+    assert get_sampler(OmegaConf.merge(cfg, {"sampler": "ddim"}), "noise").func.__module__ == "src.sampler"
     assert get_sampler(cfg, "flow", custom=True).func.__module__ == "src.flow"
 
 

@@ -3,7 +3,7 @@
 `reference.json` holds the reference model's parameter counts and its short training run's losses;
 `sampler_trace.pt` holds every model call of the reference sampler on the fixed RecordingModel (tests/graded/fakes.py)
 and seed; `flow.pt` the reference flow_matching_pair on fixed inputs and the model calls of its Euler sampler
-(Level 7). `uv run python -m src.harness.record_reference` (instructor repository only) rewrites them, and
+(Level 7); `ddim.pt` the model calls of its DDIM sampler at eta = 0 and 1 (Level 5). `uv run python -m src.harness.record_reference` (instructor repository only) rewrites them, and
 tests/harness/test_recorded.py recomputes them from src/solution/ and fails when one is stale.
 """
 
@@ -17,6 +17,8 @@ FOLDER = Path(__file__).resolve().parent
 REFERENCE_JSON = FOLDER / "reference.json"
 SAMPLER_TRACE = FOLDER / "sampler_trace.pt"
 FLOW = FOLDER / "flow.pt"
+DDIM = FOLDER / "ddim.pt"
+DDIM_ETAS = (0.0, 1.0)
 
 
 @lru_cache(maxsize=1)
@@ -57,3 +59,14 @@ def flow_trace() -> tuple[torch.Tensor, list[tuple[list[int], torch.Tensor]]]:
 
 def save_flow(pairs: dict, output: torch.Tensor, calls: list) -> None:
     torch.save({"pairs": {kind: list(pair) for kind, pair in pairs.items()}, "trace": _trace(output, calls)}, FLOW)
+
+
+def ddim_trace(eta: float) -> tuple[torch.Tensor, list[tuple[list[int], torch.Tensor]]]:
+    """(x returned, [(t as a list, x passed in) for every model call]) of the reference ddim_sample at `eta`."""
+    trace = torch.load(DDIM, weights_only=True)[str(eta)]
+    return trace["output"], _calls(trace)
+
+
+def save_ddim(traces: dict) -> None:
+    """traces: {eta: (output, calls)} for every eta in DDIM_ETAS."""
+    torch.save({str(eta): _trace(*trace) for eta, trace in traces.items()}, DDIM)
