@@ -95,6 +95,18 @@ def trace_fast_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_ti
     return out, model.calls
 
 
+def four_step_timesteps(sampler) -> list[int]:
+    """The timestep of each model call of `sampler` with num_steps = 4 and T = 1000 (a batch of 3), after checking
+    that it calls the model once per step with one timestep per sample."""
+    batch = 3
+    _, calls = trace_fast_sampler(sampler, num_steps=4, shape=(batch, 1, 4, 4))
+    timesteps = [t for t, _ in calls]
+    assert len(timesteps) == 4, f"the model was called {len(timesteps)} times for num_steps = 4: once per step"
+    for t in timesteps:
+        assert t == [t[0]] * batch, f"pass one timestep per sample: t must have shape (B,), got {t}"
+    return [t[0] for t in timesteps]
+
+
 def first_departure(calls: list, expected_calls: list, atol_first: float, atol: float):
     """(index, t, recorded t, "t" or "x") of the first model call where a sampler's `calls` leave the recorded ones,
     or None: t must be equal, x within atol_first at the first call (the same random draw) and atol after it."""

@@ -12,7 +12,8 @@ from src.harness.points import evaluation_points, judge_points, point_quality
 from src.harness.policy import (FLOW_GAUSSIAN_STEPS, FLOW_PAIR_ATOL, GAUSSIAN_MOMENT_TOLERANCE,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL)
 from src.harness.schedule import NoiseSchedule
-from tests.graded.fakes import GaussianDataVelocity, first_departure, flow_pair_inputs, trace_fast_sampler
+from tests.graded.fakes import (GaussianDataVelocity, first_departure, flow_pair_inputs, four_step_timesteps,
+                               trace_fast_sampler)
 from tests.graded.recorded import flow_pairs, flow_trace
 from tests.graded.runs import command, trained_model
 
@@ -83,15 +84,9 @@ def test_euler_reproduces_the_mean_and_variance_of_gaussian_data(euler_sample):
 
 @pytest.mark.points(2)
 def test_euler_calls_the_model_once_per_step_from_T_minus_1_down(euler_sample):
-    batch = 3
-    _, calls = trace_fast_sampler(euler_sample, num_steps=4, shape=(batch, 1, 4, 4))
-    timesteps = [t for t, _ in calls]
-    assert len(timesteps) == 4, f"the model was called {len(timesteps)} times for num_steps = 4: once per step"
-    for t in timesteps:
-        assert t == [t[0]] * batch, f"pass one timestep per sample: t must have shape (B,), got {t}"
-    assert [t[0] for t in timesteps] == [999, 749, 499, 249], (
-        f"with T = 1000 and 4 steps, t must run 999, 749, 499, 249 (s = 1, 3/4, 1/2, 1/4); yours: "
-        f"{[t[0] for t in timesteps]}")
+    timesteps = four_step_timesteps(euler_sample)
+    assert timesteps == [999, 749, 499, 249], (
+        f"with T = 1000 and 4 steps, t must run 999, 749, 499, 249 (s = 1, 3/4, 1/2, 1/4); yours: {timesteps}")
 
 
 @pytest.mark.points(1)
