@@ -47,8 +47,9 @@ def stub_message(err: NotImplementedError) -> str:
     """The friendly message for an unimplemented stub, naming the file it sits in."""
     where = student_location(err)
     if where and where[0] == STUDENT_FILES["sampler"]:
-        return (f"src/sampler.py is still a stub: implement the sampler you asked for there ({err}), or draw the "
-                "final samples with the harness's own: run without --custom-sampler and sampling.sampler.")
+        asked = str(err).rstrip(".") or "implement it"
+        return (f"src/sampler.py is still a stub: {asked[0].lower()}{asked[1:]}, or run without --custom-sampler "
+                "and sampling.sampler to draw the final samples with the harness's own sampler.")
     if where and where[0] == STUDENT_FILES["flow"]:
         return ("src/flow.py is still a stub: implement flow_matching_pair and euler_sample there (Level 7, see the "
                 "README)" + (", or run with --solution to use the reference's." if reference_available() else "."))

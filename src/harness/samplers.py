@@ -28,6 +28,7 @@ def dpmpp_2m(model, schedule, shape: tuple[int, ...], generator: torch.Generator
     """
     device = schedule.betas.device
     abar = schedule.alphas_cumprod.double()
+    num_steps = min(num_steps, schedule.num_timesteps)  # distinct timesteps: each step must lower the noise
     timesteps = torch.linspace(schedule.num_timesteps - 1, 0, num_steps).round().long().tolist()
     alpha, sigma = abar[timesteps].sqrt().tolist(), (1 - abar[timesteps]).sqrt().tolist()
     lam = [math.log(a / s) for a, s in zip(alpha, sigma)]
