@@ -47,6 +47,7 @@ def generators(dataset: str, cfg, data):
     runtime = Runtime.choose("cpu", cfg.training.precision)
     objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
     shape = (EVAL_SAMPLES, *DATASETS[dataset].shape(cfg.data))
+    channels, size = shape[1], shape[-1]
 
     def model_samples(model):
         return evaluation_samples(model, objective, shape, runtime.autocast)
