@@ -26,7 +26,7 @@ Contract (checked by `pytest -m basics`):
   loss below half its start and within 1.6x of the reference's.
 
 Levels 1 and 2 then grade the checkpoint `main.py --config configs/fashion_mnist.yaml` trained from this
-file at that config's official budget (2 epochs, batch 128, every step; Level 3 likewise on
+file at that config's official budget (1 epoch in batches of 32, every step; Level 3 likewise on
 configs/cifar10.yaml). Comments and docstrings may change afterwards; code may not.
 """
 

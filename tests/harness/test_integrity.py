@@ -17,12 +17,13 @@ from tests.harness.helpers import cpu, kata_copy, run_main, run_pytest, smoke_tr
 
 OFFICIAL = official_config("fashion_mnist")
 OFFICIAL_CONTAINER = OmegaConf.to_container(OFFICIAL, resolve=True)
-OFFICIAL_STEPS = 2 * (60_000 // 128)
+BATCH = OFFICIAL.data.batch_size
+OFFICIAL_STEPS = OFFICIAL.training.epochs * (60_000 // BATCH)
 
 
 def _official_state(**changes) -> dict:
     """The record of a complete student run at the official Fashion-MNIST budget, then `changes`."""
-    state = {"step": OFFICIAL_STEPS, "total_steps": OFFICIAL_STEPS, "images_seen": OFFICIAL_STEPS * 128,
+    state = {"step": OFFICIAL_STEPS, "total_steps": OFFICIAL_STEPS, "images_seen": OFFICIAL_STEPS * BATCH,
              "budget": budget_of(OFFICIAL), "solution": False, "model_fingerprint": model_fingerprint(),
              "config": {}, "ema": {}}
     return state | changes
@@ -104,10 +105,11 @@ def test_a_complete_official_run_of_the_graded_code_counts():
     pytest.param({"solution": True}, "was not trained from src/model.py", id="reference-flag"),
     # Route: train with more epochs, then --resume with the official config (the record keeps epochs=3).
     pytest.param({"budget": budget_of(OFFICIAL) | {"training.epochs": 3}}, "training.epochs=3", id="more-epochs"),
-    pytest.param({"step": 3 * OFFICIAL_STEPS // 2, "images_seen": 3 * OFFICIAL_STEPS // 2 * 128},
-                 "official budget is 936 steps", id="steps-above-total"),
-    pytest.param({"images_seen": 2 * OFFICIAL_STEPS * 128}, "official budget is 936 steps", id="images-above-budget"),
-    pytest.param({"step": 500}, "stopped at step 500 of 936", id="unfinished"),
+    pytest.param({"step": 3 * OFFICIAL_STEPS // 2, "images_seen": 3 * OFFICIAL_STEPS // 2 * BATCH},
+                 f"official budget is {OFFICIAL_STEPS} steps", id="steps-above-total"),
+    pytest.param({"images_seen": 2 * OFFICIAL_STEPS * BATCH}, f"official budget is {OFFICIAL_STEPS} steps",
+                 id="images-above-budget"),
+    pytest.param({"step": 500}, f"stopped at step 500 of {OFFICIAL_STEPS}", id="unfinished"),
     pytest.param({"budget": None}, "does not record its training budget", id="old-checkpoint"),
 ])
 def test_a_run_that_cannot_prove_its_budget_and_code_does_not_count(changes, reason):
