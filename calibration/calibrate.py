@@ -1,10 +1,12 @@
-"""The calibration behind the Level 1 and Level 3 bars: `uv run python -m calibration.calibrate fashion_mnist`.
+"""The calibration behind the bars of Levels 1, 3 and 7: `uv run python -m calibration.calibrate fashion_mnist`.
 
-Config overrides follow the dataset, e.g. `... calibrate cifar10 data.verify_md5=false` for a rebuilt mirror.
+The first argument names a graded image run's config: fashion_mnist (Level 1), fashion_mnist_flow (Level 7: the
+same network trained with flow matching) or cifar10 (Level 3). Config overrides follow it, e.g.
+`... calibrate cifar10 data.verify_md5=false` for a rebuilt mirror.
 
-Draws the evaluation samples (256, the harness's sampler, seed 0, as the level tests do) of every generator:
-real images, the reference run, the zoo's student-style runs (train them first with
-`python -m calibration.train_zoo`), and generators that a student's broken work resembles. Stores each set as a grid in calibration/grids/<dataset>/
+Draws the evaluation samples (256, the objective's harness sampler, seed 0, as the level tests do) of every
+generator: real images, the reference run, the zoo's student-style runs (train them first with
+`python -m calibration.train_zoo`), and generators that a student's broken work resembles. Stores each set as a grid in calibration/grids/<config>/
 (the meta-test tests/harness/test_calibration.py re-scores those files), and prints a Markdown table of the
 metrics, the grader's verdict and the verdict of a person who looked at the grid (calibration/verdicts.json).
 `--rescore` skips drawing and scores the stored grids, which is what the meta-test checks.
@@ -22,18 +24,18 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torchvision.transforms.functional import gaussian_blur
 
-from calibration.train_zoo import zoo_run_dir
+from calibration.train_zoo import ZOO_CONFIGS, zoo_run_dir
 from calibration.zoo import ZOO_MODELS
 from src.harness.cli import output_dir
+from src.harness.conditioning import conditioning_of
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
 from src.harness.loading import build_model
-from src.harness.objective import NoisePrediction
+from src.harness.objective import make_objective
 from src.harness.paths import ROOT, official_config
-from src.harness.policy import EVAL_SAMPLES, THRESHOLDS
+from src.harness.policy import EVAL_SAMPLES, THRESHOLDS, bars_of
 from src.harness.quality import edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference, sample_quality
 from src.harness.runtime import Runtime
-from src.harness.schedule import NoiseSchedule
 from src.harness.train import load_checkpoint, train
 
 GRIDS = ROOT / "calibration" / "grids"
@@ -42,33 +44,24 @@ BARELY_TRAINED_STEPS = 60
 PADDING = 2  # pixels between the images of a stored grid
 
 
-def generators(dataset: str, cfg, data):
+def generators(config: str, cfg, data):
     """(key, description, images (N, C, H, W) in [-1, 1]) for every generator that can be drawn now."""
     runtime = Runtime.choose("cpu", cfg.training.precision)
-    objective = NoisePrediction(NoiseSchedule.from_config(cfg.diffusion))
-    shape = (EVAL_SAMPLES, *DATASETS[dataset].shape(cfg.data))
-    channels, size = shape[1], shape[-1]
+    objective = make_objective(cfg.diffusion, solution=True)  # the zoo trains with the reference's src/flow.py
+    shape = (EVAL_SAMPLES, *DATASETS[cfg.data.name].shape(cfg.data))
+    size = shape[-1]
 
     def model_samples(model):
         return evaluation_samples(model, objective, shape, runtime.autocast)
-
-    def trained(model, state: dict):
-        model.load_state_dict(state["ema"]["model"])
-        return model_samples(model)
 
     # Real images outside the first 2N, which sample_quality compares against.
     held_out_real = to_model_range(data.val[2 * EVAL_SAMPLES:3 * EVAL_SAMPLES])
     yield "real", "real test images", held_out_real
     reference = None
-    checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
-    if checkpoint.exists():
-        reference = trained(build_model(cfg, solution=True), load_checkpoint(checkpoint))
-        yield "reference", f"reference, `configs/{dataset}.yaml`", reference
-    for member, description in ZOO_MODELS.items():
-        state = _finished_run(zoo_run_dir(dataset, member) / "checkpoint.pt")
-        if state is not None:
-            student_class = importlib.import_module(f"calibration.zoo.{member}").DiffusionModel
-            yield f"zoo-{member}", f"student: {description}", trained(student_class(channels, size), state)
+    for key, description, model in trained_models(config, cfg):
+        samples = model_samples(model)
+        reference = samples if key == "reference" else reference
+        yield key, description, samples
     torch.manual_seed(0)
     yield "untrained", "untrained model", model_samples(build_model(cfg, solution=True))
     with tempfile.TemporaryDirectory() as scratch:
@@ -90,7 +83,29 @@ def generators(dataset: str, cfg, data):
     yield "wrong_range", f"wrong value range: {source} squeezed into [0, 1]", (good + 1) / 2
 
 
-def _finished_run(checkpoint: Path) -> dict | None:
+def trained_models(config: str, cfg):
+    """(key, description, EMA model in eval mode) of the reference run of `config` and of every finished zoo run of
+    it (a class-conditional config builds each network with num_classes)."""
+    checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
+    if checkpoint.exists():
+        yield "reference", f"reference, `configs/{config}.yaml`", _ema(build_model(cfg, solution=True),
+                                                                       load_checkpoint(checkpoint))
+    sample_shape = DATASETS[cfg.data.name].shape(cfg.data)  # (C, H, W)
+    channels, size = sample_shape[0], sample_shape[-1]
+    arguments = conditioning_of(cfg).model_arguments
+    for member, description in ZOO_MODELS.items():
+        state = finished_run(zoo_run_dir(config, member) / "checkpoint.pt")
+        if state is not None:
+            student_class = importlib.import_module(f"calibration.zoo.{member}").DiffusionModel
+            yield f"zoo-{member}", f"student: {description}", _ema(student_class(channels, size, **arguments), state)
+
+
+def _ema(model, state: dict):
+    model.load_state_dict(state["ema"]["model"])
+    return model.eval()
+
+
+def finished_run(checkpoint: Path) -> dict | None:
     """The checkpoint of a run that trained to its last step, or None (with a note) if there is none yet."""
     state = load_checkpoint(checkpoint) if checkpoint.exists() else None
     if state is None or state["step"] != state["total_steps"]:
@@ -124,45 +139,47 @@ def load_samples(path: Path, channels: int, size: int, count: int = EVAL_SAMPLES
     return to_model_range(torch.stack(tiles))
 
 
-def human_verdicts(dataset: str) -> dict:
+def human_verdicts(config: str) -> dict:
     """{generator key: {"description", "recognisable", "as_good_as_reference" (each "pass" | "fail"), "why"}}:
     what a person saw in the generator's grid."""
-    return json.loads(VERDICTS.read_text())[dataset]
+    return json.loads(VERDICTS.read_text())[config]
 
 
-def grader_verdicts(quality: dict, dataset: str) -> dict:
-    """The grader's two verdicts on one set of samples, in the form of human_verdicts."""
-    recognisable = not judge(quality, dataset)
+def grader_verdicts(quality: dict, config: str) -> dict:
+    """The grader's verdicts on one set of samples of `config`'s run, in the form of human_verdicts."""
+    bars = bars_of(official_config(config))
+    recognisable = not judge(quality, bars)
     verdicts = {"recognisable": "pass" if recognisable else "fail"}
-    if "reference_fd_ratio" in THRESHOLDS[dataset]:
-        as_good = recognisable and not judge_against_reference(quality, dataset)
+    if "reference_fd_ratio" in THRESHOLDS[bars]:
+        as_good = recognisable and not judge_against_reference(quality, bars)
         verdicts["as_good_as_reference"] = "pass" if as_good else "fail"
     return verdicts
 
 
-def score_grid(dataset: str, key: str, real: torch.Tensor, classes: list[str]) -> dict:
+def score_grid(config: str, key: str, real: torch.Tensor, classes: list[str]) -> dict:
     channels, size = real.shape[1:3]
-    return sample_quality(load_samples(GRIDS / dataset / f"{key}.png", channels, size), real, dataset, classes)
+    return sample_quality(load_samples(GRIDS / config / f"{key}.png", channels, size), real,
+                          official_config(config).data.name, classes)
 
 
-def calibration_table(dataset: str, overrides: list[str] = (), rescore: bool = False) -> str:
-    cfg = official_config(dataset, overrides)
+def calibration_table(config: str, overrides: list[str] = (), rescore: bool = False) -> str:
+    cfg = official_config(config, overrides)
     data = load_data(cfg.data)
     real = to_model_range(data.val)
-    verdicts = human_verdicts(dataset) if VERDICTS.exists() and dataset in json.loads(VERDICTS.read_text()) else {}
+    verdicts = human_verdicts(config) if VERDICTS.exists() and config in json.loads(VERDICTS.read_text()) else {}
     if rescore:
         drawn = [(key, entry["description"]) for key, entry in verdicts.items()]
     else:
         drawn = []
-        for key, description, images in generators(dataset, cfg, data):
-            save_samples(images, GRIDS / dataset / f"{key}.png")
+        for key, description, images in generators(config, cfg, data):
+            save_samples(images, GRIDS / config / f"{key}.png")
             drawn.append((key, description))
     rows = ["| generator | classes covered | FD / real-vs-real | edges / real | mean confidence "
             "| recognisable: person, grader | as good as the reference: person, grader |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for key, description in drawn:
-        q = score_grid(dataset, key, real, data.classes)
-        person, grader = verdicts.get(key, {}), grader_verdicts(q, dataset)
+        q = score_grid(config, key, real, data.classes)
+        person, grader = verdicts.get(key, {}), grader_verdicts(q, config)
         cells = [f"{person.get(bar, '?')}, {grader[bar]}" if bar in grader else "-"
                  for bar in ("recognisable", "as_good_as_reference")]
         rows.append(f"| {description} | {q['classes_covered']} | {fd_ratio(q):.1f} | {edge_ratio(q):.2f} | "
@@ -173,8 +190,8 @@ def calibration_table(dataset: str, overrides: list[str] = (), rescore: bool = F
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["fashion_mnist", "cifar10"])
+    parser.add_argument("config", choices=ZOO_CONFIGS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as for main.py")
     parser.add_argument("--rescore", action="store_true", help="score the stored grids instead of drawing samples")
     args = parser.parse_args()
-    print(calibration_table(args.dataset, args.overrides, args.rescore))
+    print(calibration_table(args.config, args.overrides, args.rescore))

@@ -3,9 +3,12 @@
     uv run python -m calibration.train_zoo fashion_mnist [MEMBER ...] [key=value ...]
 
 Each member (calibration/zoo/<member>.py, a DiffusionModel written independently of the reference) is
-copied into a scratch copy of the kata as src/model.py, and `main.py --config configs/<dataset>.yaml` runs
+copied into a scratch copy of the kata as src/model.py, and `main.py --config configs/<config>.yaml` runs
 there unchanged, with previews, in-training validation and the animation off (none of them is part of the
-budget). The checkpoints land in outputs/zoo/<dataset>/<member>/; `calibration.calibrate` scores them.
+budget). The config is a graded image run: fashion_mnist, fashion_mnist_flow (the same network trained with
+flow matching, with the reference's src/flow.py), fashion_mnist_cfg (trained with labels, drawn with the
+reference's guided sampler) or cifar10. The checkpoints land in
+outputs/zoo/<config>/<member>/; `calibration.calibrate` scores them.
 """
 
 import argparse
@@ -22,19 +25,24 @@ from src.harness.paths import ROOT
 SPEED_ONLY = ["training.preview_every=0", "training.eval_every=0", "output.animation=false"]
 
 
-def zoo_run_dir(dataset: str, member: str) -> Path:
-    return ROOT / "outputs" / "zoo" / dataset / member
+ZOO_CONFIGS = ("fashion_mnist", "fashion_mnist_flow", "fashion_mnist_cfg", "cifar10")
 
 
-def train_member(dataset: str, member: str, overrides: list[str]) -> None:
-    out = zoo_run_dir(dataset, member)
+def zoo_run_dir(config: str, member: str) -> Path:
+    return ROOT / "outputs" / "zoo" / config / member
+
+
+def train_member(config: str, member: str, overrides: list[str]) -> None:
+    out = zoo_run_dir(config, member)
     with tempfile.TemporaryDirectory() as scratch:
         kata = Path(scratch) / "kata"
         shutil.copytree(ROOT / "src", kata / "src", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "configs", kata / "configs")
         shutil.copy(ROOT / "main.py", kata / "main.py")
         shutil.copy(ROOT / "calibration" / "zoo" / f"{member}.py", kata / "src" / "model.py")
-        command = [sys.executable, "main.py", "--config", f"configs/{dataset}.yaml", *SPEED_ONLY,
+        for name in ("flow", "sampler"):  # a student's correct Levels 4 to 7
+            shutil.copy(ROOT / "src" / "solution" / f"{name}.py", kata / "src" / f"{name}.py")
+        command = [sys.executable, "main.py", "--config", f"configs/{config}.yaml", *SPEED_ONLY,
                    f"output.root={out.parent}", f"output.name={member}", *overrides]
         print(f"{member}: {' '.join(command[1:])}", flush=True)
         tic = time.perf_counter()
@@ -44,9 +52,9 @@ def train_member(dataset: str, member: str, overrides: list[str]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["fashion_mnist", "cifar10"])
+    parser.add_argument("config", choices=ZOO_CONFIGS)
     parser.add_argument("rest", nargs="*", metavar="MEMBER or key=value")
     args = parser.parse_args()
     members = [a for a in args.rest if "=" not in a] or list(ZOO_MODELS)
     for member in members:
-        train_member(args.dataset, member, [a for a in args.rest if "=" in a])
+        train_member(args.config, member, [a for a in args.rest if "=" in a])

@@ -28,6 +28,16 @@ Contract (checked by `pytest -m basics`):
 Levels 1 and 2 then grade the checkpoint `main.py --config configs/fashion_mnist.yaml` trained from this
 file at that config's official budget (1 epoch in batches of 32, every step; Level 3 likewise on
 configs/cifar10.yaml). Comments and docstrings may change afterwards; code may not.
+
+Level 6 (class conditioning, checked by `pytest -m level6`) adds labels, and keeps everything above:
+
+- `DiffusionModel(in_channels, image_size, num_classes=K)` with K > 0 also learns the class of each image:
+  `forward(x, t, y)` with y: (B,) int64 in [0, K]. y = K is the null label, "no class" (the harness gives it
+  to 10% of the training images, so the same network also learns the unconditional model that guidance needs),
+  and y = None means the null label for every image. With num_classes = 0 (the default, Levels 1 to 5 and 7)
+  y is always None. A common design: nn.Embedding(K + 1, dim), added to the time embedding.
+- The output changes with y, the null label's differs from every class's, y = None gives exactly the null
+  label's, and each image's output depends on its own label only (checked after nudging every weight).
 """
 
 import torch
@@ -42,21 +52,25 @@ class DiffusionModel(nn.Module):
     Args:
         in_channels: image channels C (1 for Fashion-MNIST, 3 for CIFAR-10).
         image_size: image height = width (28 for Fashion-MNIST, 32 for CIFAR-10).
+        num_classes: K > 0 for a class-conditional model (Level 6), 0 for none.
     """
 
-    def __init__(self, in_channels: int, image_size: int):
+    def __init__(self, in_channels: int, image_size: int, num_classes: int = 0):
         super().__init__()
         # TODO: Level 1
+        # TODO: Level 6 (later): an embedding of the K classes and the null label K when num_classes > 0
         raise NotImplementedError(
             "Build the layers of DiffusionModel in src/model.py (README: 'Level 1: the denoising network')."
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, H, W) float noisy images; t: (B,) int64 timesteps in [0, T).
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, H, W) float noisy images; t: (B,) int64 timesteps in [0, T); y: (B,) int64 labels in [0, K]
+        of a class-conditional model (Level 6), None for the null label K (and always None when num_classes = 0).
 
-        Returns the predicted noise eps_theta(x, t): (B, C, H, W), the same shape as x.
+        Returns the predicted noise eps_theta(x, t, y): (B, C, H, W), the same shape as x.
         """
         # TODO: Level 1
+        # TODO: Level 6 (later): condition on y, with y = None meaning the null label
         raise NotImplementedError(
             "Implement DiffusionModel.forward in src/model.py (README: 'Level 1: the denoising network')."
         )

@@ -1,4 +1,4 @@
-"""Your samplers: DDPM's (Level 4) and DDIM's (Level 5; see the README's "Levels").
+"""Your samplers: DDPM's (Level 4), DDIM's (Level 5) and the guided one (Level 6; see the README's "Levels").
 
 Level 4 is Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
 
@@ -9,7 +9,8 @@ Level 4 is Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
     return x_0
 
 (The paper counts t = T..1; arrays here are indexed 0..T-1, so step t uses betas[t].) Level 5, DDIM, reuses
-the same trained model and skips most timesteps: see `ddim_sample` below.
+the same trained model and skips most timesteps: see `ddim_sample` below. Level 6 steers DDIM towards a class
+with classifier-free guidance: see `guided_sample`.
 """
 
 import torch
@@ -72,4 +73,45 @@ def ddim_sample(model, schedule, shape: tuple[int, ...], generator: torch.Genera
     # TODO: Level 5
     raise NotImplementedError(
         "Implement DDIM sampling (eq. 12) in src/sampler.py (README: 'Level 5: DDIM, fast sampling')."
+    )
+
+
+@torch.no_grad()
+def guided_sample(model, schedule, shape: tuple[int, ...], labels: torch.Tensor, null_label: int,
+                  guidance_scale: float = 3.0, generator: torch.Generator | None = None,
+                  num_steps: int = 50) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022) on deterministic DDIM steps (Song et al. 2021, eq. 12).
+
+    A class-conditional model predicts the noise with a label, eps_theta(x, t, y), and without one, with the null
+    label: eps_theta(x, t, null). Guidance extrapolates from the second towards the first (their eq. 6, whose
+    1 + w is w here):
+        eps = eps_uncond + w * (eps_cond - eps_uncond)
+    so w = 0 is the unconditional model, w = 1 the conditional one, and w > 1 pushes each sample further
+    towards its class. At each of ddim_sample's steps i = 0, ..., N-1, on its timesteps tau_i, with abar and
+    abar_next as there:
+        eps_cond   = model(x, tau_i, labels)                  # first call
+        eps_uncond = model(x, tau_i, null)                    # second call; null = a (B,) tensor of null_label
+        eps        = eps_uncond + w * (eps_cond - eps_uncond)
+        x0_hat     = clip((x - sqrt(1 - abar) * eps) / sqrt(abar), -1, 1)
+        eps_hat    = (x - sqrt(abar) * x0_hat) / sqrt(1 - abar)          # the noise that the clipped x0_hat implies
+        x          = sqrt(abar_next) * x0_hat + sqrt(1 - abar_next) * eps_hat
+    so the last step returns x0_hat. Unlike ddim_sample, the step uses eps_hat, not eps: guidance pushes x0_hat
+    far out of [-1, 1], and a step that clips x0_hat but keeps eps no longer agrees with itself (grey samples).
+
+    Args:
+        model: eps_theta, called as model(x, t, y) with x: (B, C, H, W), t: (B,) int64 and y: (B,) int64.
+        schedule, shape, generator, num_steps: as for `ddim_sample` above.
+        labels: (B,) int64 classes in [0, K), one per image to draw, on the schedule's device.
+        null_label: K, the label that means "no class".
+        guidance_scale: w >= 0.
+
+    Random numbers: exactly one draw, first: x = torch.randn(shape, generator=generator, device=device); two model
+    calls per step, the conditional one first (two calls, not one on a doubled batch).
+
+    Returns:
+        x_0: (B, C, H, W), clipped to [-1, 1], without autograd history.
+    """
+    # TODO: Level 6
+    raise NotImplementedError(
+        "Implement guided_sample in src/sampler.py (README: 'Level 6: class conditioning and classifier-free guidance')."
     )

@@ -3,6 +3,10 @@
 Following Ho et al. (2020): residual blocks with GroupNorm + SiLU, a sinusoidal timestep
 embedding passed through an MLP and added inside every residual block, and multi-head
 self-attention only at the coarsest resolution (7x7 for 28-pixel images) and in the middle.
+
+Optional class label: with num_classes = K > 0, forward(x, t, y) takes labels y in [0, K] (K is the
+null label, "no class", also used for y = None); a label embedding gives a FiLM-style scale and shift
+applied to the time embedding after its MLP.
 """
 
 import torch
@@ -76,11 +80,12 @@ class Upsample(nn.Module):
 
 
 class DiffusionModel(nn.Module):
-    def __init__(self, in_channels: int, image_size: int, channels=(32, 64, 96),
+    def __init__(self, in_channels: int, image_size: int, num_classes: int = 0, channels=(32, 64, 96),
                  blocks_per_level: int = 2, dropout: float = 0.1, num_heads: int = 4):
         super().__init__()
         self.in_channels = in_channels
         self.image_size = image_size
+        self.num_classes = num_classes
         base = channels[0]
         time_dim = base * 4
 
@@ -90,6 +95,9 @@ class DiffusionModel(nn.Module):
             nn.SiLU(),
             nn.Linear(time_dim, time_dim),
         )
+        if num_classes > 0:
+            # FiLM on the time embedding: one (scale, shift) pair per label, plus one for the null label
+            self.class_film = nn.Embedding(num_classes + 1, 2 * time_dim)
 
         self.conv_in = nn.Conv2d(in_channels, base, 3, padding=1)
         last = len(channels) - 1
@@ -134,9 +142,14 @@ class DiffusionModel(nn.Module):
         self.norm_out = nn.GroupNorm(_groups(ch), ch)
         self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = None) -> torch.Tensor:
         x = x.float()
         temb = self.time_embed(t)
+        if self.num_classes > 0:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            scale, shift = self.class_film(y).chunk(2, dim=1)
+            temb = temb * (1 + scale) + shift
 
         h = self.conv_in(x)
         skips, sizes = [], []

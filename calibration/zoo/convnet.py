@@ -1,3 +1,8 @@
+"""A student's plain conv net (one down, one up, no skips); the time embedding is added in every ConvLayer.
+Optional class label: with num_classes = K > 0, forward(x, t, y) embeds y (K = null label, "no class"),
+concatenates it with the time embedding and projects back to t_dim."""
+
+import torch
 from torch import nn
 import torch.nn.functional as F
 
@@ -20,10 +25,11 @@ class ConvLayer(nn.Module):
 
 
 class DiffusionModel(nn.Module):
-    def __init__(self, in_channels: int, image_size: int):
+    def __init__(self, in_channels: int, image_size: int, num_classes: int = 0):
         super().__init__()
         self.in_channels = in_channels
         self.image_size = image_size
+        self.num_classes = num_classes
         ch = 64      # channels at full resolution
         mid = 96     # channels at half resolution
         t_dim = 128
@@ -47,9 +53,18 @@ class DiffusionModel(nn.Module):
         self.after_up = nn.ModuleList([ConvLayer(ch, ch, t_dim) for _ in range(2)])
         self.out = nn.Conv2d(ch, in_channels, 3, padding=1)
 
-    def forward(self, x, t):
+        # class label -> vector (only for conditional models; the last row is the null label)
+        if num_classes > 0:
+            self.label_embed = nn.Embedding(num_classes + 1, t_dim)
+            self.cond_proj = nn.Sequential(nn.Linear(2 * t_dim, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+
+    def forward(self, x, t, y=None):
         H, W = x.shape[-2:]
         temb = self.time_embed(t)
+        if self.num_classes > 0:
+            if y is None:  # no label = null label
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            temb = self.cond_proj(torch.cat([temb, self.label_embed(y)], dim=1))
 
         h = self.first(x, temb)
         h = F.silu(self.down(h))

@@ -8,7 +8,9 @@ Layout (C = 32):
     nearest upsample + conv -> concat skip1 -> res block (C)
     norm, SiLU, conv -> noise prediction
 The timestep goes through a sinusoidal embedding and a small MLP, and is added
-inside every residual block.
+inside every residual block. With num_classes = K > 0 an optional class label
+y (K is the "null label", no class) gets its own embedding, added to the time
+embedding; with num_classes = 0 the model is unconditional as before.
 """
 
 import torch
@@ -45,10 +47,11 @@ class ResBlock(nn.Module):
 
 
 class DiffusionModel(nn.Module):
-    def __init__(self, in_channels: int, image_size: int):
+    def __init__(self, in_channels: int, image_size: int, num_classes: int = 0):
         super().__init__()
         self.in_channels = in_channels
         self.image_size = image_size
+        self.num_classes = num_classes
         c1, c2 = 32, 64
         time_dim = 128
 
@@ -58,6 +61,9 @@ class DiffusionModel(nn.Module):
             nn.SiLU(),
             nn.Linear(time_dim, time_dim),
         )
+        if num_classes > 0:
+            # one extra row for the null label (index num_classes)
+            self.label_embed = nn.Embedding(num_classes + 1, time_dim)
 
         self.stem = nn.Conv2d(in_channels, c1, 3, padding=1)
 
@@ -79,9 +85,13 @@ class DiffusionModel(nn.Module):
         self.out_norm = norm(c1)
         self.out_conv = nn.Conv2d(c1, in_channels, 3, padding=1)
 
-    def forward(self, x, t):
+    def forward(self, x, t, y=None):
         x = x.float()
         temb = self.time_embed(t)
+        if self.num_classes > 0:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            temb = temb + self.label_embed(y)
 
         h = self.stem(x)
         h = self.down1a(h, temb)

@@ -41,14 +41,16 @@ DEFAULT_SETTINGS = {
 }
 # graded on src/point_model.py (and its moons, moons_flow checkpoints; Level 5 samples the moons run with DDIM)
 POINT_MODEL_PARTS = {"level0", "level5", "level7"}
-MODEL_PARTS = {"basics", "level1", "level2", "level3"}  # graded on src/model.py (and its checkpoint)
-SAMPLER_PARTS = {"level4", "level5"}  # src/sampler.py's sample and ddim_sample
-FLOW_PARTS = {"level7"}  # graded on src/flow.py (and the moons_flow checkpoint it trained)
+# graded on src/model.py (and its checkpoints; Levels 6 and 7 grade it trained with labels and with flow matching)
+MODEL_PARTS = {"basics", "level1", "level2", "level3", "level6", "level7"}
+SAMPLER_PARTS = {"level4", "level5", "level6"}  # src/sampler.py's sample, ddim_sample and guided_sample
+FLOW_PARTS = {"level7"}  # graded on src/flow.py (and the moons_flow and fashion_mnist_flow checkpoints it trained)
 GRADED_FILES = (("point_model", POINT_MODEL_PARTS), ("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS),
                 ("flow", FLOW_PARTS))
 LIBRARY_MODULES = ("diffusers",)  # ready-made networks and samplers
 REFERENCE_MODULES = ("src.solution", "solution")
-CONFIGS_WITH_CHECKPOINTS = ("moons", "moons_flow", "fashion_mnist", "cifar10")
+CONFIGS_WITH_CHECKPOINTS = ("moons", "moons_flow", "fashion_mnist", "fashion_mnist_flow", "fashion_mnist_cfg",
+                            "cifar10")
 
 
 def paths(root: Path | None = None) -> dict:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from src.harness.conditioning import conditioning_of
 from src.harness.config import Config, ConfigError, load_config
 from src.harness.data import DATASETS, DataError, load_data, model_input
 from src.harness.distributed import DistributedError, Processes
@@ -34,7 +35,8 @@ EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError,
                    ResumeMismatchError, DistributedError)
 # What a run writes into its folder; a fresh run removes them first, so nothing stale of an older run is left.
 RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.json", "history.json", "samples.png", "animation.gif",
-             "curves.png", "schedule.png", "forward_process.png", "previews", "tensorboard"]
+             "curves.png", "schedule.png", "forward_process.png", "classes.png", "guidance.png", "previews",
+             "tensorboard"]
 # Keys --evaluate takes from the command line: where the data lives and how to sample, not what was trained.
 EVALUATION_KEYS = ["data.root", "data.download", "data.verify_md5", "training.precision", "training.val_batch_size",
                    "sampling", "output"]
@@ -146,14 +148,17 @@ def run(cfg, args) -> int:
         cfg = evaluation_config(cfg, args.overrides, state, out / "checkpoint.pt")
     runtime = chosen_runtime(args.device, cfg.training.precision)
     processes = join_processes(args, runtime)
-    model, sampler = load_code(cfg, args, runtime)  # first: a stub or a syntax error is reported before anything slow
+    conditioning = conditioning_of(cfg)
+    # First: a stub or a syntax error is reported before anything slow.
+    model, sampler, guided_sample = load_code(cfg, args, runtime, conditioning)
     data = load_data(cfg.data)
     if args.benchmark:
         return run_benchmark(cfg, args, runtime, model, data)
     objective = make_objective(cfg.diffusion, runtime.device, args.solution)
     if not processes.is_main:  # a torchrun worker: it trains its shard, the main process does the rest
         train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
-              metadata=run_metadata(cfg, args.solution), processes=processes)
+              metadata=run_metadata(cfg, args.solution), processes=processes, train_labels=data.train_labels,
+              conditioning=conditioning)
         processes.close()
         return 0
     val_images = model_input(data.val)
@@ -163,12 +168,14 @@ def run(cfg, args) -> int:
         ema_model = trained_weights(model, state, out / "checkpoint.pt")
         metrics = previous_metrics(out / "metrics.json", state)
     else:
-        ema_model, trained = train_run(cfg, args, runtime, model, objective, data.train, val_images, out, state,
-                                       processes)
+        ema_model, trained = train_run(cfg, args, runtime, model, objective, conditioning, data, val_images, out,
+                                       state, processes)
         metrics = described | trained
-    metrics |= validate(cfg, model, ema_model, objective, val_images)
+    metrics |= validate(cfg, model, ema_model, objective, val_images, conditioning.validation_labels(data.val_labels))
     metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, val_images, out)
     metrics |= score_quality(cfg, runtime, ema_model, objective, data, val_images)
+    metrics |= conditioning.report(guided_sample, ema_model, objective.schedule, data, cfg.data.name,
+                                   cfg.conditioning.guidance_scale, runtime.autocast, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
 
@@ -184,15 +191,17 @@ def open_run_folder(checkpoint_path: Path, cfg: DictConfig, args) -> dict | None
     return state
 
 
-def load_code(cfg: DictConfig, args, runtime: Runtime):
-    """(the model on the device, the sampler), both from student code or, with --solution, the reference."""
+def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
+    """(the model on the device, the sampler, the guided sampler of a class-conditional run or None), from student
+    code or, with --solution, the reference."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, args.solution).to(runtime.device)
     sampler = get_sampler(cfg.sampling, cfg.diffusion.objective, custom=args.custom_sampler, solution=args.solution)
+    sample_shape = DATASETS[cfg.data.name].shape(cfg.data)
     if args.custom_sampler or cfg.sampling.sampler in UNDER_TEST:  # a stub raises here, not after training
-        tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
+        tiny = (1, *(min(size, 4) for size in sample_shape))  # (1, C, 4, 4) or (1, 2)
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), tiny)
-    return model, sampler
+    return model, sampler, conditioning.load_sampler(args.solution, sample_shape, runtime.device)
 
 
 def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
@@ -232,7 +241,7 @@ def trained_weights(model, state: dict, checkpoint_path: Path):
     return ema_model
 
 
-def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_images, val_images, out: Path,
+def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditioning, data, val_images, out: Path,
               state: dict | None, processes: Processes):
     """Draw the schedule figures, train with the run monitor; return (the EMA model, training metrics)."""
     kind = kind_of(cfg.data.name)
@@ -245,10 +254,11 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, train_i
         preview=lambda m: evaluation_samples(m, objective, shape, runtime.autocast, cfg.sampling.seed),
         picture=lambda samples: kind.picture(samples, val_images), eval_every=cfg.training.eval_every,
         preview_every=cfg.training.preview_every, start_step=state["step"] if state else 0,
-        tensorboard=cfg.output.tensorboard)
+        tensorboard=cfg.output.tensorboard, val_labels=conditioning.validation_labels(data.val_labels))
     tic = time.perf_counter()
-    result = train(cfg, model, objective, train_images, runtime, out / "checkpoint.pt", resume_from=state,
-                   on_step=monitor, metadata=run_metadata(cfg, args.solution), processes=processes)
+    result = train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
+                   on_step=monitor, metadata=run_metadata(cfg, args.solution), processes=processes,
+                   train_labels=data.train_labels, conditioning=conditioning)
     processes.close()
     monitor.close(result.steps, result.ema.model)
     return result.ema.model, {"steps": result.steps, "train_seconds": round(time.perf_counter() - tic, 2),
@@ -266,10 +276,11 @@ def sample_shape(cfg: DictConfig) -> tuple[int, ...]:
     return cfg.sampling.num_samples, *DATASETS[cfg.data.name].shape(cfg.data)
 
 
-def validate(cfg: DictConfig, model, ema_model, objective, val_images) -> dict:
+def validate(cfg: DictConfig, model, ema_model, objective, val_images, val_labels) -> dict:
+    """The validation loss of the EMA and the raw weights; val_labels: those of a class-conditional run, or None."""
     # float32, not autocast: the level tests recompute this number from the checkpoint and compare runs by it.
-    val = objective.validation_loss(ema_model, val_images, cfg.training.val_batch_size)
-    val_raw = objective.validation_loss(model, val_images, cfg.training.val_batch_size)
+    val = objective.validation_loss(ema_model, val_images, cfg.training.val_batch_size, labels=val_labels)
+    val_raw = objective.validation_loss(model, val_images, cfg.training.val_batch_size, labels=val_labels)
     print(f"Validation loss (EMA weights) {val['loss']:.4f}, raw weights {val_raw['loss']:.4f}.")
     return {"val_loss": val["loss"], "val_loss_bands": val["bands"], "val_loss_raw_weights": val_raw["loss"]}
 
@@ -297,7 +308,7 @@ def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, sc
 def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, objective, data, val) -> dict:
     """The sample-quality score: a classifier's for images (where one is shipped), a distance for points."""
     tic = time.perf_counter()
-    scored = kind_of(cfg.data.name).score(cfg.data.name, ema_model, objective, data.train, val, data.classes,
+    scored = kind_of(cfg.data.name).score(cfg, ema_model, objective, data.train, val, data.classes,
                                           runtime.autocast)
     if scored is None:
         return {}

@@ -85,6 +85,15 @@ class DiffusionConfig:
 
 
 @dataclass
+class ConditioningConfig:
+    """What the network sees besides x_t and t (src/harness/conditioning.py)."""
+
+    kind: str = one_of("none", lambda: ("none", "class"))  # class: each image's class label (Level 6)
+    label_dropout: float = checked(0.1, FRACTION)  # share of training labels replaced by the null label
+    guidance_scale: float = checked(3.0, NON_NEGATIVE)  # w of classes.png and the agreement the level grades
+
+
+@dataclass
 class TrainingConfig:
     epochs: int = checked(10, POSITIVE)
     max_steps: int | None = checked(None, POSITIVE_OR_NULL)  # stop earlier than `epochs` (the LR schedule follows)
@@ -127,6 +136,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
@@ -213,6 +223,8 @@ def _check_between_fields(cfg: DictConfig) -> None:
     from src.harness.quality import EVAL_SAMPLES, classifier_path
 
     if DATASETS[cfg.data.name].kind == "points":
+        _check(cfg.conditioning.kind == "none", "conditioning.kind", cfg.conditioning.kind,
+               "none for 2-D points (class conditioning is for images: src/model.py)")
         _check(not cfg.data.hflip, "data.hflip", cfg.data.hflip, "false for 2-D points (a flip is for images)")
         for key in ("num_train", "num_val"):
             _check(cfg.data[key] >= POINT_EVAL_SAMPLES, f"data.{key}", cfg.data[key],
@@ -225,6 +237,8 @@ def _check_between_fields(cfg: DictConfig) -> None:
     from src.harness.samplers import OBJECTIVE_SAMPLERS
 
     d = cfg.diffusion
+    _check(cfg.conditioning.kind == "none" or d.objective == "noise", "conditioning.kind", cfg.conditioning.kind,
+           "none with diffusion.objective=flow (the guided sampler of Level 6 takes DDIM's steps)")
     fitting = OBJECTIVE_SAMPLERS[d.objective]
     _check(cfg.sampling.sampler in fitting, "sampling.sampler", cfg.sampling.sampler,
            f"one of {', '.join(sorted(fitting))} with diffusion.objective={d.objective}")

@@ -222,16 +222,18 @@ class DatasetSpec:
     load: Callable  # data config -> Data with the whole test split as `val`
     shape: Callable  # data config -> the shape of one sample, (C, H, W) or (2,), known without loading anything
     num_train: Callable  # data config -> the number of training samples, known without loading anything
+    num_classes: int  # len(Data.classes), known without loading anything (a class-conditional network needs it)
     kind: str = "images"  # a key of harness.kinds.KINDS: "images" or "points"
 
 
 DATASETS = {
-    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28, 28), lambda cfg: 60_000),
-    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32, 32), lambda cfg: 50_000),
+    "fashion_mnist": DatasetSpec(load_fashion_mnist, lambda cfg: (1, 28, 28), lambda cfg: 60_000,
+                                 len(FASHION_MNIST_CLASSES)),
+    "cifar10": DatasetSpec(load_cifar10, lambda cfg: (3, 32, 32), lambda cfg: 50_000, 10),
     "synthetic": DatasetSpec(make_synthetic, lambda cfg: (cfg.channels, cfg.image_size, cfg.image_size),
-                             lambda cfg: cfg.num_train),
-    "spiral": DatasetSpec(make_points("spiral"), lambda cfg: (2,), lambda cfg: cfg.num_train, kind="points"),
-    "moons": DatasetSpec(make_points("moons"), lambda cfg: (2,), lambda cfg: cfg.num_train, kind="points"),
+                             lambda cfg: cfg.num_train, len(SYNTHETIC_CLASSES)),
+    "spiral": DatasetSpec(make_points("spiral"), lambda cfg: (2,), lambda cfg: cfg.num_train, 1, kind="points"),
+    "moons": DatasetSpec(make_points("moons"), lambda cfg: (2,), lambda cfg: cfg.num_train, 2, kind="points"),
 }
 
 
@@ -274,11 +276,14 @@ class TrainBatches:
     """Shuffled, optionally flipped training batches; batch `step` is a pure function of (seed, step).
 
     Each epoch is a fresh permutation (the last incomplete batch is dropped), so a run resumed at any
-    step sees exactly the data an uninterrupted run would.  images: (N, C, H, W) uint8, or points (N, 2).
+    step sees exactly the data an uninterrupted run would.  images: (N, C, H, W) uint8, or points (N, 2);
+    labels: their (N,) classes, for `labels(step)`.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, hflip: bool, device):
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, hflip: bool, device,
+                 labels: torch.Tensor | None = None):
         self.images = images.to(device)
+        self.train_labels = labels.to(device) if labels is not None else None
         self.batch_size = min(batch_size, len(images))
         self.steps_per_epoch = len(images) // self.batch_size
         self.seed, self.hflip, self.device = seed, hflip, device
@@ -286,14 +291,22 @@ class TrainBatches:
 
     def __call__(self, step: int) -> torch.Tensor:
         """(B, C, H, W) (or (B, 2)) float32 in [-1, 1] on the device."""
+        chosen = self._chosen(step)
+        x = model_input(self.images[chosen])
+        if self.hflip:
+            x = torch.where(self._flips[chosen].view(-1, 1, 1, 1), x.flip(-1), x)
+        return x
+
+    def labels(self, step: int) -> torch.Tensor | None:
+        """(B,) int64: the classes of batch `step`'s images, on the device (None without labels)."""
+        return self.train_labels[self._chosen(step)] if self.train_labels is not None else None
+
+    def _chosen(self, step: int) -> torch.Tensor:
+        """The indices of batch `step`'s samples."""
         epoch, index = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(derived_seed(self.seed, epoch))
             self._order = torch.randperm(len(self.images), generator=g).to(self.device)
             self._flips = (torch.rand(len(self.images), generator=g) < 0.5).to(self.device)
             self._epoch = epoch
-        chosen = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = model_input(self.images[chosen])
-        if self.hflip:
-            x = torch.where(self._flips[chosen].view(-1, 1, 1, 1), x.flip(-1), x)
-        return x
+        return self._order[index * self.batch_size:(index + 1) * self.batch_size]

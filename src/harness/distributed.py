@@ -41,8 +41,10 @@ class Processes:
             raise DistributedError(f"data.batch_size={batch_size} does not split evenly over {self.world_size} "
                                    f"processes: use a multiple of {self.world_size}, or another --nproc_per_node")
 
-    def shard(self, x: torch.Tensor) -> torch.Tensor:
-        """This process's contiguous part of a global batch x: (B, ...) -> (B / world_size, ...)."""
+    def shard(self, x: torch.Tensor | None) -> torch.Tensor | None:
+        """This process's contiguous part of a global batch x: (B, ...) -> (B / world_size, ...); None stays None."""
+        if x is None:
+            return None
         size = len(x) // self.world_size
         return x[self.rank * size:(self.rank + 1) * size]
 

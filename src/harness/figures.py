@@ -14,11 +14,12 @@ from src.harness.data import to_uint8  # noqa: E402
 from src.harness.schedule import NoiseSchedule  # noqa: E402
 
 
-def image_grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
-    """(B, C, H, W) in [-1, 1] -> a square-ish grid as a PIL image, white gaps between images."""
+def image_grid(images: torch.Tensor, padding: int = 2, columns: int | None = None) -> Image.Image:
+    """(B, C, H, W) in [-1, 1] -> a grid as a PIL image (square-ish unless `columns` is given), white gaps."""
     from torchvision.utils import make_grid
 
-    grid = make_grid(images.float().cpu(), nrow=math.ceil(math.sqrt(len(images))), padding=padding, pad_value=1.0)
+    columns = columns or math.ceil(math.sqrt(len(images)))
+    grid = make_grid(images.float().cpu(), nrow=columns, padding=padding, pad_value=1.0)
     array = to_uint8(grid).permute(1, 2, 0).numpy()
     return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
 

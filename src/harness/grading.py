@@ -2,8 +2,8 @@
 
 Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A graded test carries
 `@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level7). It receives the code under
-test through the fixtures `model_class`, `point_model_class`, `sample`, `ddim_sample`, `flow_matching_pair` and
-`euler_sample`:
+test through the fixtures `model_class`, `point_model_class`, `sample`, `ddim_sample`, `guided_sample`,
+`flow_matching_pair` and `euler_sample`:
 the student's files, or with
 --solution the reference. Graded test functions take only those values, so the harness's own tests can call them
 with deliberately broken implementations and check that they fail.
@@ -102,8 +102,8 @@ def _checked(cls):
     shared by Level 1's two tests) hit across tests."""
     from src.harness.loading import check_prediction
 
-    def forward(self, x, t):
-        prediction = cls.forward(self, x, t)
+    def forward(self, x, t, *labels):  # labels: the y of a class-conditional model (Level 6)
+        prediction = cls.forward(self, x, t, *labels)
         check_prediction(prediction, x)
         return prediction
 
@@ -131,6 +131,12 @@ def sample(solution):
 def ddim_sample(solution):
     """ddim_sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
     return _implementation("sampler", solution).ddim_sample
+
+
+@pytest.fixture
+def guided_sample(solution):
+    """guided_sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
+    return _implementation("sampler", solution).guided_sample
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ class Images:
     animation_scale = 2  # grids of 28-pixel images are small: the GIF shows them twice the size
 
     @staticmethod
-    def build(cls, sample_shape: tuple[int, ...], model_cfg: dict):
-        """cls(in_channels, image_size, **model_cfg): the reference takes its architecture from the config."""
-        return cls(sample_shape[0], sample_shape[-1], **model_cfg)
+    def build(cls, sample_shape: tuple[int, ...], arguments: dict):
+        """cls(in_channels, image_size, **arguments): the reference's architecture from the config, and num_classes
+        for a class-conditional run (Level 6)."""
+        return cls(sample_shape[0], sample_shape[-1], **arguments)
 
     @staticmethod
     def keep(x: torch.Tensor) -> torch.Tensor:
@@ -41,15 +42,16 @@ class Images:
         forward_strip(val[:4], objective, path)
 
     @staticmethod
-    def score(dataset: str, model, objective, train, val, classes, autocast) -> tuple[dict, str] | None:
-        """(quality, one line) for datasets with a shipped classifier, None for the others. train: the stored
-        training set (unused: images are scored against `val`, (N, C, H, W) in [-1, 1])."""
+    def score(cfg, model, objective, train, val, classes, autocast) -> tuple[dict, str] | None:
+        """(quality, one line) for a run of `cfg` on a dataset with a shipped classifier, None for the others.
+        train: the stored training set (unused: images are scored against `val`, (N, C, H, W) in [-1, 1])."""
+        from src.harness.policy import bars_of
         from src.harness.quality import classifier_path, describe_quality, evaluate
 
-        if not classifier_path(dataset).exists():
+        if not classifier_path(cfg.data.name).exists():
             return None
-        quality = evaluate(model, objective, val, dataset, classes, autocast)
-        return quality, describe_quality(quality, dataset)
+        quality = evaluate(model, objective, val, cfg.data.name, classes, autocast)
+        return quality, describe_quality(quality, bars_of(cfg))
 
 
 class Points:
@@ -59,8 +61,8 @@ class Points:
     animation_scale = 1
 
     @staticmethod
-    def build(cls, sample_shape: tuple[int, ...], model_cfg: dict):
-        """cls(dim): the reference point model has no configurable architecture."""
+    def build(cls, sample_shape: tuple[int, ...], arguments: dict):
+        """cls(dim): the reference point model has no configurable architecture, and points take no labels."""
         return cls(sample_shape[0])
 
     @staticmethod
@@ -80,12 +82,12 @@ class Points:
         forward_scatter(val, objective, path)
 
     @staticmethod
-    def score(dataset: str, model, objective, train, val, classes, autocast) -> tuple[dict, str]:
+    def score(cfg, model, objective, train, val, classes, autocast) -> tuple[dict, str]:
         """(quality, one line): the samples' Chamfer distance to `val`, beside train's (both (N, 2) points)."""
         from src.harness.points import describe_point_quality, evaluation_points, point_quality
 
         quality = point_quality(evaluation_points(model, objective, autocast), train, val)
-        return quality, describe_point_quality(quality, dataset)
+        return quality, describe_point_quality(quality, cfg.data.name)
 
 
 KINDS = {"images": Images, "points": Points}

@@ -136,10 +136,12 @@ def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT) 
 
 def build_model(cfg, solution: bool):
     """The network for the run config's dataset: DiffusionModel(channels, image_size) for images (the reference also
-    takes the `model` config's architecture), PointModel(2) for 2-D points."""
+    takes the `model` config's architecture; a class-conditional run adds num_classes), PointModel(2) for points."""
+    from src.harness.conditioning import conditioning_of
     from src.harness.data import DATASETS
     from src.harness.kinds import kind_of
 
     kind = kind_of(cfg.data.name)
     cls = getattr(import_implementation(kind.module, solution), kind.class_name)
-    return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), dict(cfg.model) if solution else {})
+    arguments = (dict(cfg.model) if solution else {}) | conditioning_of(cfg).model_arguments
+    return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)

@@ -14,9 +14,11 @@ class RunMonitor:
     """
 
     def __init__(self, out: Path, objective, val_images, autocast, preview, picture, eval_every: int,
-                 preview_every: int, start_step: int = 0, tensorboard: bool = False):
-        """preview(ema_model) draws the preview samples, picture(samples) makes them a PIL image."""
+                 preview_every: int, start_step: int = 0, tensorboard: bool = False, val_labels=None):
+        """preview(ema_model) draws the preview samples, picture(samples) makes them a PIL image; val_labels: the
+        classes a class-conditional model is validated with (Level 6), else None."""
         self.out, self.objective, self.val_images, self.autocast = out, objective, val_images, autocast
+        self.val_labels = val_labels
         self.preview, self.picture, self.eval_every, self.preview_every = preview, picture, eval_every, preview_every
         self.history_path = out / "history.json"
         history = json.loads(self.history_path.read_text()) if start_step and self.history_path.exists() else {}
@@ -41,7 +43,7 @@ class RunMonitor:
             self.writer.close()
 
     def _validate(self, step: int, ema_model) -> None:
-        val = self.objective.validation_loss(ema_model, self.val_images, autocast=self.autocast)
+        val = self.objective.validation_loss(ema_model, self.val_images, autocast=self.autocast, labels=self.val_labels)
         self.history["val"].append({"step": step, **val})
         self.history_path.write_text(json.dumps(self.history) + "\n")
         curves_figure(self.history, self.out / "curves.png")

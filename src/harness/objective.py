@@ -10,6 +10,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from src.harness.conditioning import with_labels
 from src.harness.loading import check_prediction, import_implementation
 from src.harness.samplers import dpmpp_2m, heun, heun_steps
 from src.harness.schedule import NoiseSchedule
@@ -48,13 +49,14 @@ class Objective:
 
     @torch.no_grad()
     def validation_loss(self, model, images: torch.Tensor, batch_size: int = 500, num_bands: int = 10,
-                        autocast=nullcontext) -> dict:
+                        autocast=nullcontext, labels: torch.Tensor | None = None) -> dict:
         """Deterministic MSE on held-out samples, overall and per timestep band.
 
         Sample i is noised at t_i = floor(i * T / N), so the timesteps cover [0, T) evenly, with noise drawn
         from a generator seeded 0; two models scored on the same samples see exactly the same inputs.
         `autocast` makes the context each forward pass runs in (e.g. bfloat16 autocast).
-        images: (N, C, H, W) in [-1, 1] (or points (N, 2)).  Returns {"loss": float, "bands": {"0-99": float, ...}}.
+        images: (N, C, H, W) in [-1, 1] (or points (N, 2)); labels: their (N,) classes for a class-conditional
+        model (Level 6), called as model(x, t, y).  Returns {"loss": float, "bands": {"0-99": float, ...}}.
         """
         n, T = len(images), self.schedule.num_timesteps
         device = self.schedule.betas.device
@@ -67,8 +69,9 @@ class Objective:
             t = timesteps[start:start + batch_size].to(device)
             network_input, target = self.pair(images[start:start + batch_size].to(device), t,
                                               noise[start:start + batch_size].to(device))
+            network = model if labels is None else with_labels(model, labels[start:start + batch_size].to(device))
             with autocast():
-                prediction = predict(model, network_input, t)
+                prediction = predict(network, network_input, t)
             per_image.append((prediction.float() - target.float()).pow(2).flatten(1).mean(dim=1).cpu())
         model.train(was_training)
         per_image = torch.cat(per_image).double()

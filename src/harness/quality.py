@@ -155,9 +155,10 @@ def edge_ratio(quality: dict) -> float:
     return quality["edge_strength"] / quality["real_edge_strength"]
 
 
-def judge(quality: dict, dataset: str) -> list[str]:
-    """The reasons the samples do not count as recognisable; an empty list means they pass."""
-    limits, reasons = THRESHOLDS[dataset], []
+def judge(quality: dict, bars: str) -> list[str]:
+    """The reasons the samples do not count as recognisable by THRESHOLDS[bars] (policy.bars_of names the entry of
+    a run); an empty list means they pass."""
+    limits, reasons = THRESHOLDS[bars], []
     if quality["classes_covered"] < limits["classes_covered"]:
         reasons.append(f"your samples cover {quality['classes_covered']} of {len(quality['class_histogram'])} classes "
                        f"(needs {limits['classes_covered']}): the model draws too few kinds of image")
@@ -174,26 +175,26 @@ def judge(quality: dict, dataset: str) -> list[str]:
     return reasons
 
 
-def judge_against_reference(quality: dict, dataset: str) -> list[str]:
+def judge_against_reference(quality: dict, bars: str) -> list[str]:
     """The reasons the samples are not yet as close to the data as the reference's; empty means they are.
 
-    Only for datasets with a "reference_fd_ratio" bar."""
-    bar = THRESHOLDS[dataset]["reference_fd_ratio"]
+    Only for THRESHOLDS entries with a "reference_fd_ratio" bar."""
+    bar = THRESHOLDS[bars]["reference_fd_ratio"]
     if fd_ratio(quality) <= bar:
         return []
     return [f"Frechet distance {quality['fd']:.1f} is {fd_ratio(quality):.1f}x that between two sets of real images; "
             f"samples as good as the reference's are within {bar:g}x"]
 
 
-def describe_quality(quality: dict, dataset: str) -> str:
-    reasons = judge(quality, dataset)
+def describe_quality(quality: dict, bars: str) -> str:
+    reasons = judge(quality, bars)
     if reasons:
         verdict = "not yet recognisable: " + "; ".join(reasons)
-    elif "reference_fd_ratio" not in THRESHOLDS[dataset]:
+    elif "reference_fd_ratio" not in THRESHOLDS[bars]:
         verdict = "recognisable"
-    elif judge_against_reference(quality, dataset):
+    elif judge_against_reference(quality, bars):
         verdict = (f"recognisable, but not yet as close to the data as the reference's (FD within "
-                   f"{THRESHOLDS[dataset]['reference_fd_ratio']:g}x real vs real)")
+                   f"{THRESHOLDS[bars]['reference_fd_ratio']:g}x real vs real)")
     else:
         verdict = "recognisable, and as close to the data as the reference's"
     return (f"Sample quality ({quality['num_samples']} samples): {quality['classes_covered']} classes covered, "

@@ -3,7 +3,7 @@
     uv run python -m src.harness.record_reference
 
 rewrites tests/graded/recorded/: the reference DDPM and DDIM samplers' model calls on the fixed RecordingModel
-(tests/graded/fakes.py) and seed, the reference flow_matching_pair on fixed inputs and its Euler sampler's model calls,
+(tests/graded/fakes.py) and seed, the guided sampler's on the fixed ConditionalRecordingModel, the reference flow_matching_pair on fixed inputs and its Euler sampler's model calls,
 the reference model's parameter count per official config, and the losses of test_training's short run of the
 reference. The student release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
@@ -66,13 +66,21 @@ def reference_ddim_traces() -> dict:
     return {eta: trace_fast_sampler(ddim_sample, eta=eta) for eta in recorded.DDIM_ETAS}
 
 
+def reference_guided_traces() -> dict:
+    from tests.graded.fakes import trace_guided_sampler
+
+    guided_sample = import_implementation("sampler", solution=True).guided_sample
+    return {scale: trace_guided_sampler(guided_sample, scale) for scale in recorded.GUIDANCE_SCALES}
+
+
 def main() -> int:
     values = {"parameters": reference_parameters(), "short_run": reference_short_run()}
     recorded.REFERENCE_JSON.write_text(json.dumps(values, indent=2) + "\n")
     recorded.save_sampler_trace(*reference_sampler_trace())
     recorded.save_flow(reference_flow_pairs(), *reference_flow_trace())
     recorded.save_ddim(reference_ddim_traces())
-    written = (recorded.REFERENCE_JSON, recorded.SAMPLER_TRACE, recorded.FLOW, recorded.DDIM)
+    recorded.save_guided(reference_guided_traces())
+    written = (recorded.REFERENCE_JSON, recorded.SAMPLER_TRACE, recorded.FLOW, recorded.DDIM, recorded.GUIDED)
     print(f"wrote {', '.join(str(path.relative_to(ROOT)) for path in written)}")
     print(json.dumps(values, indent=2))
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from src.harness.conditioning import Unconditional
 from src.harness.data import TrainBatches, derived_seed
 from src.harness.distributed import Processes
 from src.harness.policy import BUDGET_KEYS
@@ -45,6 +46,16 @@ def budget_of(cfg) -> dict:
     from omegaconf import OmegaConf
 
     return {key: OmegaConf.select(cfg, key) for key in BUDGET_KEYS}
+
+
+def recorded_budget(state: dict) -> dict:
+    """The budget a checkpoint records; a key added to BUDGET_KEYS after it was written reads as its default, the
+    value every run of that time trained with."""
+    from omegaconf import OmegaConf
+
+    from src.harness.config import Config
+
+    return budget_of(OmegaConf.structured(Config)) | state["budget"]
 
 
 @dataclass
@@ -163,8 +174,10 @@ class TrainingState:
 
 def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, runtime: Runtime,
           checkpoint_path: Path, resume_from: dict | None = None, on_step=None, metadata: dict | None = None,
-          processes: Processes | None = None) -> TrainResult:
-    """Train `model` on `train_images` ((N, C, H, W) uint8) with `objective`, as `cfg.training` says.
+          processes: Processes | None = None, train_labels: torch.Tensor | None = None,
+          conditioning=None) -> TrainResult:
+    """Train `model` on `train_images` ((N, C, H, W) uint8) with `objective`, as `cfg.training` says; a class-
+    conditional `conditioning` (Level 6) gives the network `train_labels` ((N,) int64), some dropped.
 
     Every batch and every random input of the objective is a pure function of (cfg.seed, step), so a run
     resumed from a checkpoint (`resume_from`, checked beforehand by check_resume) ends with exactly the
@@ -172,8 +185,8 @@ def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, ru
     records the budget the run was trained with (`budget`, `images_seen`) and `metadata`. With several
     `processes` (torchrun), each trains on its shard of every batch and only the main one writes the checkpoint.
     """
-    tc, processes = cfg.training, processes or Processes()
-    batches = TrainBatches(train_images, cfg.data.batch_size, cfg.seed, cfg.data.hflip, runtime.device)
+    tc, processes, conditioning = cfg.training, processes or Processes(), conditioning or Unconditional()
+    batches = TrainBatches(train_images, cfg.data.batch_size, cfg.seed, cfg.data.hflip, runtime.device, train_labels)
     processes.check_batch(batches.batch_size)
     steps = total_steps(tc, batches.steps_per_epoch)
     run = TrainingState(model, tc, steps)
@@ -198,9 +211,11 @@ def train(cfg, model: torch.nn.Module, objective, train_images: torch.Tensor, ru
         while run.step < steps:
             batch = batches(run.step)
             noise_generator.manual_seed(derived_seed(cfg.seed, run.step))
-            x0, t, noise = (processes.shard(v) for v in (batch, *objective.draw(batch, noise_generator)))
+            t, noise = objective.draw(batch, noise_generator)
+            y = conditioning.draw(batches.labels(run.step), noise_generator)  # after t and noise; None: no labels
+            x0, t, noise, y = (processes.shard(v) for v in (batch, t, noise, y))
             with runtime.autocast():
-                loss = objective.loss(network, x0, t, noise)
+                loss = objective.loss(conditioning.bind(network, y), x0, t, noise)
             _optimizer_step(run, loss, tc.grad_clip)
             run.step += 1
             run.images_seen += len(batch)
@@ -270,9 +285,10 @@ def check_resume(state: dict, budget: dict, metadata: dict) -> None:
     if "budget" not in state:
         raise ResumeMismatchError("--resume: this checkpoint was written by an older version of the kata and does "
                                   f"not record its budget; {new_run}")
+    recorded = recorded_budget(state)
     for key, value in budget.items():
-        if state["budget"].get(key) != value:
-            raise ResumeMismatchError(f"--resume: this run was trained with {key}={state['budget'].get(key)}, but "
+        if recorded.get(key) != value:
+            raise ResumeMismatchError(f"--resume: this run was trained with {key}={recorded.get(key)}, but "
                                       f"this command asks for {key}={value}; resume with the run's own settings, "
                                       f"or {new_run}")
     for key, value in metadata.items():

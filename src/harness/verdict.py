@@ -2,6 +2,7 @@
 
     uv run python -m src.harness.verdict basics     # runs `pytest -m basics`, then reads outputs/grade-basics.json
     uv run python -m src.harness.verdict level1 -k recognisable   # part of a level: grade-level1-recognisable.json
+    uv run python -m src.harness.verdict level7 -k "not fashion_mnist"   # grade-level7-not-fashion_mnist.json
 
 Classroom's command grader gives a step its points when the command exits 0. pytest's own exit status is
 not enough: a submission that calls os._exit(0) in the middle of a test ends pytest with status 0 and
@@ -10,6 +11,7 @@ test, every one of them passed, and the session reached its end.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +45,8 @@ def main(argv=None) -> int:
     part, extra = argv[0], argv[1:]
     # A step that grades part of a level (`-k WORD`) gets a report of its own, so no step overwrites another's.
     selection = extra[extra.index("-k") + 1] if "-k" in extra[:-1] else None
-    report = Path("outputs") / (f"grade-{part}-{selection}.json" if selection else f"grade-{part}.json")
+    name = f"{part}-{re.sub(r'[^A-Za-z0-9_]+', '-', selection)}" if selection else part
+    report = Path("outputs") / f"grade-{name}.json"
     report.unlink(missing_ok=True)  # never a stale report from an earlier run
     subprocess.run([sys.executable, "-m", "pytest", *pytest_arguments(part, extra, report)])
     ok, why = verdict(report)

@@ -1,4 +1,4 @@
-"""Reference DDPM and DDIM samplers, with exactly the contracts of src/sampler.py."""
+"""Reference DDPM, DDIM and guided samplers, with exactly the contracts of src/sampler.py."""
 
 import torch
 
@@ -35,4 +35,27 @@ def ddim_sample(model, schedule, shape: tuple[int, ...], generator: torch.Genera
         x = abar_next.sqrt() * x0 + (1 - abar_next - sigma ** 2).sqrt() * eps  # eq. 12
         if eta > 0 and i + 1 < len(timesteps):
             x = x + sigma * torch.randn(shape, generator=generator, device=device)
+    return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def guided_sample(model, schedule, shape: tuple[int, ...], labels: torch.Tensor, null_label: int,
+                  guidance_scale: float = 3.0, generator: torch.Generator | None = None,
+                  num_steps: int = 50) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022, eq. 6) on deterministic DDIM steps, clipping x0_hat and the
+    noise it implies together."""
+    device = schedule.betas.device
+    timesteps = torch.linspace(schedule.num_timesteps - 1, 0, num_steps).round().long().tolist()
+    null = torch.full_like(labels, null_label)
+    one = torch.ones((), device=device)
+    x = torch.randn(shape, generator=generator, device=device)
+    for i, t in enumerate(timesteps):
+        abar = schedule.alphas_cumprod[t]
+        abar_next = schedule.alphas_cumprod[timesteps[i + 1]] if i + 1 < len(timesteps) else one
+        step = torch.full((shape[0],), t, dtype=torch.long, device=device)
+        eps_cond, eps_uncond = model(x, step, labels).float(), model(x, step, null).float()
+        eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)  # Ho & Salimans, eq. 6, with their 1 + w as w
+        x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()  # consistent with the clipped x0
+        x = abar_next.sqrt() * x0 + (1 - abar_next).sqrt() * eps  # eq. 12 with sigma = 0
     return x.clamp(-1, 1)

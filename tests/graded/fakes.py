@@ -45,8 +45,24 @@ class GaussianDataDenoiser(torch.nn.Module):
         self.abar, self.mean, self.std = schedule.alphas_cumprod, mean, std
 
     def forward(self, x, t):
-        abar = self.abar[t].view(-1, 1, 1, 1)
-        return (1 - abar).sqrt() * (x - abar.sqrt() * self.mean) / (abar * self.std ** 2 + 1 - abar)
+        return gaussian_data_eps(self.abar[t].view(-1, 1, 1, 1), x, self.mean, self.std)
+
+
+def gaussian_data_eps(abar: torch.Tensor, x: torch.Tensor, mean, std: float) -> torch.Tensor:
+    """E[eps | x_t] for data N(mean, std^2) at alpha-bar `abar` (both broadcast over x)."""
+    return (1 - abar).sqrt() * (x - abar.sqrt() * mean) / (abar * std ** 2 + 1 - abar)
+
+
+class ClassGaussianDenoiser(torch.nn.Module):
+    """The exact eps-predictions of class-conditional Gaussian data: with label k, data N(means[k], std^2), pixel by
+    pixel; with the null label len(means), N(null_mean, std^2)."""
+
+    def __init__(self, schedule, means: list[float], null_mean: float, std: float):
+        super().__init__()
+        self.abar, self.means, self.std = schedule.alphas_cumprod, torch.tensor([*means, null_mean]), std
+
+    def forward(self, x, t, y):
+        return gaussian_data_eps(self.abar[t].view(-1, 1, 1, 1), x, self.means[y].view(-1, 1, 1, 1), self.std)
 
 
 def trace_sampler(sampler, num_timesteps=50, shape=(4, 1, 6, 6), seed=0):
@@ -92,6 +108,39 @@ def trace_fast_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_ti
     model = RecordingModel(num_timesteps)
     out = sampler(model, NoiseSchedule(num_timesteps), shape, generator=torch.Generator().manual_seed(seed),
                   num_steps=num_steps, **options)
+    return out, model.calls
+
+
+class ConditionalRecordingModel(torch.nn.Module):
+    """A fixed, cheap class-conditional noise predictor that depends on x, t and the label y, and remembers every call.
+
+    Its labels are 0 .. num_classes - 1 and the null label num_classes."""
+
+    def __init__(self, num_timesteps: int, num_classes: int = 3):
+        super().__init__()
+        self.num_timesteps, self.num_classes = num_timesteps, num_classes
+        self.weight = torch.nn.Parameter(torch.tensor(0.5))  # requires grad: sampling must not track it
+        self.calls = []  # (t as a list, y as a list, a copy of x)
+
+    def forward(self, x, t, y):
+        self.calls.append((t.tolist(), y.tolist(), x.detach().clone()))
+        phase = (t.float() / self.num_timesteps).view(-1, 1, 1, 1)
+        label = (y.float() / self.num_classes).view(-1, 1, 1, 1)  # 1 for the null label
+        return self.weight * torch.tanh(x) * torch.cos(3 * phase) + 0.1 * phase + 0.4 * (label - 0.5) * (1 - phase)
+
+
+GUIDED_LABELS = (0, 2, 1, 0)  # the classes trace_guided_sampler asks for, of ConditionalRecordingModel's three
+
+
+def trace_guided_sampler(guided_sample, guidance_scale: float, num_steps=10, shape=(4, 1, 6, 6), seed=0,
+                         num_timesteps=1000):
+    """(x returned, model calls as (t, y, x)) of a guided sampler on a fresh ConditionalRecordingModel from a fixed
+    seed, asked for GUIDED_LABELS. The reference's, at the defaults, are recorded (`recorded.guided_trace(w)`)."""
+    model = ConditionalRecordingModel(num_timesteps)
+    labels = torch.tensor(GUIDED_LABELS[:shape[0]])
+    out = guided_sample(model, NoiseSchedule(num_timesteps), shape, labels, model.num_classes,
+                        guidance_scale=guidance_scale, generator=torch.Generator().manual_seed(seed),
+                        num_steps=num_steps)
     return out, model.calls
 
 

@@ -16,7 +16,9 @@ from src.harness.loading import STUDENT_FILES, build_model, model_fingerprint, t
 from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
 from src.harness.schedule import NoiseSchedule
-from src.harness.train import budget_of, load_checkpoint, total_steps
+from src.harness.conditioning import conditioning_of
+from src.harness.config import Config
+from src.harness.train import budget_of, load_checkpoint, recorded_budget, total_steps
 
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
 
@@ -38,7 +40,7 @@ def train_reference(config: str) -> None:
 
 
 # References trained on the spot by `pytest --solution` when missing; CIFAR-10 takes an hour on a 2-core CPU.
-TRAINED_ON_DEMAND = {"fashion_mnist", "moons", "moons_flow"}
+TRAINED_ON_DEMAND = {"fashion_mnist", "fashion_mnist_cfg", "fashion_mnist_flow", "moons", "moons_flow"}
 
 
 def trained_model(config: str, model_class, solution: bool):
@@ -59,10 +61,11 @@ def trained_model(config: str, model_class, solution: bool):
         fix = f"finish it with `{command(config, solution)} --resume`" if unfinished \
             else f"train it again with `{command(config, solution)} --overwrite`"
         pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {fix}", pytrace=False)
-    run_cfg = OmegaConf.create(state["config"])
+    run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])  # older runs lack newer sections
     shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
     kind = kind_of(run_cfg.data.name)
-    model = build_model(run_cfg, solution=True) if solution else kind.build(model_class, shape, {})
+    arguments = conditioning_of(run_cfg).model_arguments
+    model = build_model(run_cfg, solution=True) if solution else kind.build(model_class, shape, arguments)
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
@@ -92,9 +95,9 @@ def _load(path) -> dict:
 def provenance_problem(state: dict, official, solution: bool) -> str | None:
     """Why a checkpoint does not count for a level, or None: it must record the official budget, trained to the
     last step, by the code being graded (the reference, or src/model.py with the fingerprint main.py recorded)."""
-    budget = state.get("budget")
-    if budget is None:
+    if state.get("budget") is None:
         return "does not record its training budget (it was written by an older kata or by hand)"
+    budget = recorded_budget(state)
     for key, allowed in budget_of(official).items():
         if budget.get(key) != allowed:
             return (f"was trained with {key}={budget.get(key)}, but this level is graded at the official "

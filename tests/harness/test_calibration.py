@@ -1,26 +1,31 @@
-"""The bars of Levels 0, 1, 3 and 7 agree with a person on every generator of the calibration zoo.
+"""The bars of Levels 0, 1, 3, 6 and 7 agree with a person on every generator of the calibration zoo.
 
-calibration/grids/<dataset>/ holds the 256 evaluation samples of each generator (real images, the reference,
+calibration/grids/<config>/ holds the 256 evaluation samples of each generator (real images, the reference,
 independently written student models trained at the official budget, and broken generators), drawn once by
-`uv run python -m calibration.calibrate <dataset>`; calibration/verdicts.json holds what a person saw in each
-grid. The point sets of Levels 0, 5 and 7 are in calibration/grids/moons{,_flow,-ddim-eta0,-ddim-eta1}/samples.pt
+`uv run python -m calibration.calibrate <config>`; calibration/verdicts.json holds what a person saw in each
+grid. Level 6's guided samples, one row per class at each guidance scale, are in
+calibration/grids/fashion_mnist_cfg/ (`uv run python -m calibration.guidance`). The point sets of Levels 0, 5 and 7 are in calibration/grids/moons{,_flow,-ddim-eta0,-ddim-eta1}/samples.pt
 (`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`).
 A change to the metric or its thresholds that turns any verdict fails here.
 """
 
 import pytest
 
+from calibration import guidance as guidance_calibration
 from calibration import points as points_calibration
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
 from src.harness.points import chamfer_ratio, point_quality
 from src.harness.data import to_model_range
-from tests.harness.helpers import SHARED_FOLDERS, shared_data
+from tests.harness.helpers import shared_data
+
+
+CALIBRATED = {"fashion_mnist": "fashion_mnist", "fashion_mnist_flow": "fashion_mnist", "cifar10": "cifar10"}
 
 
 def _cases():
-    for dataset in SHARED_FOLDERS:
-        for key in human_verdicts(dataset):
-            yield pytest.param(dataset, key, id=f"{dataset}-{key}")
+    for config, dataset in CALIBRATED.items():
+        for key in human_verdicts(config):
+            yield pytest.param(config, dataset, key, id=f"{config}-{key}")
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +42,30 @@ def real_images():
 
 
 def test_every_recorded_verdict_has_its_grid():
-    for dataset in SHARED_FOLDERS:
-        for key in human_verdicts(dataset):
-            assert (GRIDS / dataset / f"{key}.png").is_file(), f"{dataset}/{key}.png is missing: run calibrate"
+    for config in CALIBRATED:
+        for key in human_verdicts(config):
+            assert (GRIDS / config / f"{key}.png").is_file(), f"{config}/{key}.png is missing: run calibrate"
+    for key in guidance_calibration.human_verdicts():
+        for scale in guidance_calibration.GUIDANCE_SCALES:
+            assert guidance_calibration.grid_path(key, scale).is_file(), f"{key} at w = {scale:g}: run guidance"
 
 
-@pytest.mark.parametrize("dataset, key", list(_cases()))
-def test_grader_agrees_with_the_person(real_images, dataset, key):
+@pytest.mark.parametrize("config, dataset, key", list(_cases()))
+def test_grader_agrees_with_the_person(real_images, config, dataset, key):
     real, classes = real_images(dataset)
-    person = human_verdicts(dataset)[key]
-    grader = grader_verdicts(score_grid(dataset, key, real, classes), dataset)
+    person = human_verdicts(config)[key]
+    grader = grader_verdicts(score_grid(config, key, real, classes), config)
     for bar, verdict in grader.items():
-        assert verdict == person[bar], f"{dataset}/{key}, {bar}: a person says {person[bar]}, the grader {verdict}"
+        assert verdict == person[bar], f"{config}/{key}, {bar}: a person says {person[bar]}, the grader {verdict}"
+
+
+@pytest.mark.parametrize("key", list(guidance_calibration.human_verdicts()))
+def test_guidance_grader_agrees_with_the_person(key):
+    agreement = guidance_calibration.stored_agreement(key, num_classes=10)
+    person = guidance_calibration.human_verdicts()[key]["guided"]
+    assert guidance_calibration.grader_verdict(agreement) == person, (
+        f"fashion_mnist_cfg/{key}: a person says {person}, the grader {guidance_calibration.grader_verdict(agreement)} "
+        f"(agreement {', '.join(f'{a:.0%} at w = {w:g}' for w, a in agreement.items())})")
 
 
 @pytest.fixture(scope="module")

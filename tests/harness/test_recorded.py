@@ -47,6 +47,16 @@ def test_recorded_flow_is_the_references():
     _assert_same_trace(record_reference.reference_flow_trace(), recorded.flow_trace(), "Euler")
 
 
+def test_recorded_guided_traces_are_the_references():
+    for scale, (out, calls) in record_reference.reference_guided_traces().items():
+        expected_out, expected_calls = recorded.guided_trace(scale)
+        assert [(t, y) for t, y, _ in calls] == [(t, y) for t, y, _ in expected_calls], (
+            f"stale guided trace (w = {scale}): rerun record_reference")
+        for (_, _, x), (_, _, expected) in zip(calls, expected_calls):
+            assert torch.allclose(x, expected, atol=1e-5), f"stale guided trace (w = {scale}): rerun record_reference"
+        assert torch.allclose(out, expected_out, atol=1e-5)
+
+
 def test_recorded_ddim_traces_are_the_references():
     for eta, trace in record_reference.reference_ddim_traces().items():
         _assert_same_trace(trace, recorded.ddim_trace(eta), f"DDIM (eta = {eta})")

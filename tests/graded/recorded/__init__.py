@@ -3,7 +3,8 @@
 `reference.json` holds the reference model's parameter counts and its short training run's losses;
 `sampler_trace.pt` holds every model call of the reference sampler on the fixed RecordingModel (tests/graded/fakes.py)
 and seed; `flow.pt` the reference flow_matching_pair on fixed inputs and the model calls of its Euler sampler
-(Level 7); `ddim.pt` the model calls of its DDIM sampler at eta = 0 and 1 (Level 5). `uv run python -m src.harness.record_reference` (instructor repository only) rewrites them, and
+(Level 7); `ddim.pt` the model calls of its DDIM sampler at eta = 0 and 1 (Level 5); `guided.pt` those of its guided
+sampler on the fixed ConditionalRecordingModel at three guidance scales (Level 6). `uv run python -m src.harness.record_reference` (instructor repository only) rewrites them, and
 tests/harness/test_recorded.py recomputes them from src/solution/ and fails when one is stale.
 """
 
@@ -19,6 +20,8 @@ SAMPLER_TRACE = FOLDER / "sampler_trace.pt"
 FLOW = FOLDER / "flow.pt"
 DDIM = FOLDER / "ddim.pt"
 DDIM_ETAS = (0.0, 1.0)
+GUIDED = FOLDER / "guided.pt"
+GUIDANCE_SCALES = (0.0, 1.0, 3.0)  # the scales whose guided traces are recorded
 
 
 @lru_cache(maxsize=1)
@@ -70,3 +73,18 @@ def ddim_trace(eta: float) -> tuple[torch.Tensor, list[tuple[list[int], torch.Te
 def save_ddim(traces: dict) -> None:
     """traces: {eta: (output, calls)} for every eta in DDIM_ETAS."""
     torch.save({str(eta): _trace(*trace) for eta, trace in traces.items()}, DDIM)
+
+
+def guided_trace(scale: float) -> tuple[torch.Tensor, list[tuple[list[int], list[int], torch.Tensor]]]:
+    """(x returned, [(t, y as lists, x passed in) for every model call]) of the reference guided_sample at `scale`."""
+    trace = torch.load(GUIDED, weights_only=True)[str(scale)]
+    return trace["output"], [(t.tolist(), y.tolist(), x) for t, y, x in
+                             zip(trace["timesteps"], trace["labels"], trace["inputs"])]
+
+
+def save_guided(traces: dict) -> None:
+    """traces: {scale: (output, calls as (t, y, x))} for every scale in GUIDANCE_SCALES."""
+    torch.save({str(scale): {"output": out.clone(), "timesteps": torch.tensor([t for t, _, _ in calls]),
+                             "labels": torch.tensor([y for _, y, _ in calls]),
+                             "inputs": torch.stack([x for _, _, x in calls])}
+                for scale, (out, calls) in traces.items()}, GUIDED)
