@@ -468,3 +468,15 @@ def test_gradescope_level7_grades_flow_matching_and_its_moons_run(gradescope_roo
                                        "outputs/moons_flow/checkpoint.pt": checkpoint},
                      settings={"parts": ["level7"]}, timeout="120")
     assert results["score"] == results["max_score"] == 18, results["tests"]
+
+
+@pytest.mark.slow
+def test_gradescope_level6_grades_the_contract_and_the_guided_sampler(gradescope_root):
+    """A zoo network written to take labels and a guided sampler written unlike the reference earn Level 6's 16
+    points of code on Gradescope; without a checkpoint of configs/fashion_mnist_cfg.yaml the trained run's 6 do not."""
+    results = _grade(gradescope_root, {"src/model.py": CORRECT_MODEL, "src/sampler.py": CORRECT_SAMPLER},
+                     settings={"parts": ["level6"]}, timeout="120")
+    tests = _by_name(results)
+    assert results["max_score"] == 22 and results["score"] == 16, results["tests"]
+    for name in ("test_trained_run_shows_the_class_asked_for", "test_trained_run_draws_no_class_at_w_0"):
+        assert tests[name]["score"] == 0 and "no trained model yet" in tests[name]["output"], tests[name]
