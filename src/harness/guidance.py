@@ -25,11 +25,12 @@ def guided_draws(guided_sample, model, schedule, sample_shape: tuple[int, ...], 
     return samples.float().cpu(), labels.cpu()
 
 
-def class_agreement(samples: torch.Tensor, labels: torch.Tensor, dataset: str) -> float:
-    """The share of samples (N, C, H, W) in [-1, 1] whose class by the shipped classifier is their label (N,)."""
+def class_agreement(samples: torch.Tensor, labels: torch.Tensor, dataset: str, classifier=None) -> float:
+    """The share of samples (N, C, H, W) in [-1, 1] whose class by the shipped classifier (`classifier`, loaded
+    here if None) is their label (N,)."""
     from src.harness.quality import classify, load_classifier
 
-    probabilities, _ = classify(load_classifier(dataset), samples)
+    probabilities, _ = classify(classifier or load_classifier(dataset), samples)
     return (probabilities.argmax(-1) == labels).double().mean().item()
 
 
@@ -37,13 +38,14 @@ def guidance_scores(guided_sample, model, schedule, sample_shape, num_classes: i
                     scales=GUIDANCE_SCALES, per_class: int = AGREEMENT_PER_CLASS) -> dict:
     """{w: {"agreement": share, "samples": (K * per_class, C, H, W), "labels": (K * per_class,)}} for each scale;
     the agreement is None for a dataset without a shipped classifier."""
-    from src.harness.quality import classifier_path
+    from src.harness.quality import classifier_path, load_classifier
 
+    classifier = load_classifier(dataset) if classifier_path(dataset).exists() else None
     scores = {}
     for scale in scales:
         samples, labels = guided_draws(guided_sample, model, schedule, sample_shape, num_classes, scale, autocast,
                                        per_class)
-        agreement = class_agreement(samples, labels, dataset) if classifier_path(dataset).exists() else None
+        agreement = class_agreement(samples, labels, dataset, classifier) if classifier is not None else None
         scores[scale] = {"agreement": agreement, "samples": samples, "labels": labels}
     return scores
 
