@@ -23,15 +23,31 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# Set to fp32 (or bf16), it decides what "auto" means in every run and test: how to measure the float32 path, the one
+# most laptops take, on a CPU with fast bfloat16 (`KATA_PRECISION=fp32 uv run pytest --solution`).
+PRECISION_ENV = "KATA_PRECISION"
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """auto: bfloat16 where the hardware runs it fast (CUDA with bf16, CPUs with AVX-512 bf16/AMX), else fp32."""
+    """auto: $KATA_PRECISION if set, else bfloat16 where the hardware runs it fast (CUDA with bf16, CPUs with AVX-512
+    bf16/AMX), else fp32."""
     if precision != "auto":
         return precision
+    forced = os.environ.get(PRECISION_ENV)
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise RuntimeError(f"{PRECISION_ENV}={forced!r} is not a precision: set it to fp32 or bf16, or unset it")
+        return forced
+    return "bf16" if fast_bfloat16(device) else "fp32"
+
+
+def fast_bfloat16(device: torch.device) -> bool:
+    """Whether the hardware runs bfloat16 fast: CUDA with bf16, CPUs with AVX-512 bf16 or AMX."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    return "fp32"
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return False
 
 
 def describe_cpu() -> str:
@@ -42,8 +58,8 @@ def describe_cpu() -> str:
             name = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    fast_bf16 = resolve_precision("auto", torch.device("cpu")) == "bf16"
-    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {'fast' if fast_bf16 else 'no fast'} bfloat16"
+    fast = fast_bfloat16(torch.device("cpu"))
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {'fast' if fast else 'no fast'} bfloat16"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from src.harness.runtime import Runtime, describe_cpu, pick_device, resolve_prec
 
 
 def _machine(monkeypatch, cuda: bool, mps: bool, bf16: bool = True):
+    monkeypatch.delenv("KATA_PRECISION", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
@@ -33,10 +34,24 @@ def test_auto_precision_is_the_fast_one_on_each_device(monkeypatch, device, bf16
 
 
 def test_auto_precision_is_fp32_off_bf16_hardware(monkeypatch):
+    monkeypatch.delenv("KATA_PRECISION", raising=False)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
     assert Runtime.choose("cpu", "auto").precision == "fp32"
     assert Runtime.choose("cpu", "bf16").precision == "bf16"
     assert "no fast bfloat16" in describe_cpu()
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16"])
+def test_kata_precision_decides_what_auto_means(monkeypatch, forced):
+    monkeypatch.setenv("KATA_PRECISION", forced)
+    assert Runtime.choose("cpu", "auto").precision == forced
+    assert Runtime.choose("cpu", "bf16").precision == "bf16"  # a config that names one keeps it
+
+
+def test_an_unknown_kata_precision_is_named(monkeypatch):
+    monkeypatch.setenv("KATA_PRECISION", "fp16")
+    with pytest.raises(RuntimeError, match="KATA_PRECISION='fp16' is not a precision"):
+        Runtime.choose("cpu", "auto")
 
 
 @pytest.mark.parametrize("name", ["cuda", "mps"])
