@@ -135,9 +135,7 @@ def output_dir(cfg, solution: bool) -> Path:
 
 def run_metadata(cfg, solution: bool) -> dict:
     """What a checkpoint records about the code that trained it (see loading.model_fingerprint)."""
-    if solution:
-        return {"solution": True}
-    return {"solution": False, "model_fingerprint": model_fingerprint(trained_code(cfg))}
+    return {"solution": solution, "model_fingerprint": model_fingerprint(trained_code(cfg), solution=solution)}
 
 
 def run(cfg, args) -> int:
@@ -356,7 +354,7 @@ def join_processes(args, runtime: Runtime) -> Processes:
 def chosen_runtime(device: str, precision: str) -> Runtime:
     try:
         return Runtime.choose(device, precision)
-    except RuntimeError as err:  # a device this machine does not have
+    except RuntimeError as err:  # a device this machine does not have, or an unknown KATA_PRECISION
         raise ConfigError(str(err)) from None
 
 

@@ -110,16 +110,16 @@ def trained_code(cfg) -> tuple[str, ...]:
     return (kind_of(cfg.data.name).module,) + (("flow",) if cfg.diffusion.objective == "flow" else ())
 
 
-def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT) -> str:
-    """A hash of the code of src/<module>.py for each of `modules` (see trained_code) and src/utils.py, blind to
-    comments, docstrings and formatting.
+def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT, solution: bool = False) -> str:
+    """A hash of the code of src/<module>.py (with `solution`, src/solution/<module>.py) for each of `modules` (see
+    trained_code) and src/utils.py, blind to comments, docstrings and formatting.
 
-    main.py records it in a student run's checkpoint and the level tests compare it with the files being
-    graded, so a checkpoint counts only for the code that trained it (editing a comment is fine).
+    main.py records it in a run's checkpoint and the level tests compare it with the files being graded, so a
+    checkpoint counts only for the code that trained it (editing a comment is fine).
     """
     digest = hashlib.sha256()
     for name in (*modules, "utils"):
-        path = root / STUDENT_FILES[name]
+        path = root / (f"src/solution/{name}.py" if solution and name != "utils" else STUDENT_FILES[name])
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (OSError, SyntaxError, ValueError):

@@ -10,25 +10,17 @@ true); the basics' short run and the sampler trace are compared with recorded re
 (`uv run python -m src.harness.record_reference`; tests/harness/test_recorded.py says when they are stale).
 
 Imported by the pytest plugin in every pytest run, before any test: keep it free of torch and of the rest of
-the harness.
+the harness (but for src/harness/levels.py, the registry of levels, as light).
 """
 
 import os
 
+from src.harness.levels import LEVELS
+
 # ------------------------------------------------------------------------------------------------ parts
 
 # The graded parts: each graded test carries one of these markers; the grade table reports per part.
-PARTS = {
-    "level0": "2-D points: the point model and its samples",
-    "basics": "the model's contract and a short training run",
-    "level1": "Fashion-MNIST samples, up to reference quality",
-    "level2": "validation loss at most the reference's",
-    "level3": "recognisable CIFAR-10 samples",
-    "level4": "your own DDPM sampler",
-    "level5": "your own DDIM sampler",
-    "level6": "class conditioning and classifier-free guidance",
-    "level7": "flow matching: its pair, Euler sampler, 2-D and Fashion-MNIST runs",
-}
+PARTS = {level.part: level.title for level in LEVELS}
 # The parts graded online: one or more steps each in GitHub Classroom's workflow, Gradescope's default settings.
 # Not level3: grading it needs the CIFAR-10 data, and in Classroom a CIFAR-10 run (about an hour on a CPU).
 AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4", "level5", "level6", "level7")

@@ -7,21 +7,33 @@ rewrites tests/graded/recorded/: the reference DDPM and DDIM samplers' model cal
 the reference model's parameter count per official config, and the losses of test_training's short run of the
 reference. The student release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
-(src/harness/reference_scores.json, the full runs' validation loss and sample scores, is written by hand
-from a reference run's metrics.json; the same test checks its validation loss against a reference run.)
+
+    uv run python -m src.harness.record_reference --runs [CONFIG ...]
+
+records the reference's trained runs instead (every run a level grades, src/harness/levels.py, or those named):
+each outputs/<config>-solution/ that `main.py --config configs/<config>.yaml --solution` wrote becomes
+src/solution/runs/<config>.pt (its EMA weights and what its checkpoint records, about 5.6 MB a Fashion-MNIST run),
+and its metrics.json's validation loss and sample scores its entry of src/harness/reference_scores.json.
+`pytest --solution` grades these runs; tests/harness/test_reference_runs.py checks that each was trained by the
+current reference code and recipe, that its recorded scores are its own, and retrains the runs the levels mark
+`retrained_in_ci` to compare them with their recording.
 """
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
 
 import torch
 
+from src.harness.levels import trained_runs
 from src.harness.loading import build_model, import_implementation
 from src.harness.paths import ROOT, official_config
 from src.harness.policy import SHORT_RUN_STEPS
-from src.harness.runtime import Runtime
+from src.harness.runtime import Runtime, describe_cpu
+from src.harness.train import load_checkpoint, save_checkpoint
 from tests.graded import recorded
+from tests.graded.runs import REFERENCE_SCORES, checkpoint_path, command, provenance_problem, reference_run_path
 
 DATASETS = ("fashion_mnist", "cifar10")
 
@@ -73,7 +85,46 @@ def reference_guided_traces() -> dict:
     return {scale: trace_guided_sampler(guided_sample, scale) for scale in recorded.GUIDANCE_SCALES}
 
 
-def main() -> int:
+# What a recorded run keeps of its checkpoint: the EMA weights and the record the level tests check (no optimiser).
+RUN_RECORD = ("step", "images_seen", "total_steps", "config", "budget", "solution", "model_fingerprint")
+
+
+def record_run(config: str) -> Path:
+    """outputs/<config>-solution/ (a finished reference run of the current code and recipe) into
+    src/solution/runs/<config>.pt and its scores into reference_scores.json; returns the file written."""
+    source = checkpoint_path(config, solution=True)
+    if not source.exists():
+        raise SystemExit(f"no reference run of {config} to record: run `{command(config, True)}` first")
+    state = load_checkpoint(source)
+    problem = provenance_problem(state, official_config(config), solution=True)
+    if problem:
+        raise SystemExit(f"{source} {problem}: train it again with `{command(config, True)} --overwrite`")
+    metrics = json.loads((source.parent / "metrics.json").read_text())
+    target = reference_run_path(config)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(target, {key: state[key] for key in RUN_RECORD} | {"ema": {"model": state["ema"]["model"]}})
+    scores = json.loads(REFERENCE_SCORES.read_text())
+    scores[config] = {"val_loss": metrics["val_loss"], "quality": metrics["quality"]} | (
+        {"guidance": metrics["guidance"]} if "guidance" in metrics else {}) | {
+        "command": command(config, True),
+        "measured_on": f"{describe_cpu()}, 2 cores, torch {torch.__version__.split('+')[0]}; {metrics['precision']} "
+                       f"training, float32 validation loss, samples of the harness's {metrics['sampler']} sampler; "
+                       "the official budget"}
+    REFERENCE_SCORES.write_text(json.dumps(scores, indent=2) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m src.harness.record_reference", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="*", metavar="CONFIG",
+                        help="record the reference's trained runs (all that a level grades, or these configs)")
+    args = parser.parse_args(argv)
+    if args.runs is not None:
+        runs = trained_runs()
+        configs = args.runs or [config for config, run in runs.items() if run.recorded]
+        for config in configs:
+            print(f"wrote {record_run(config).relative_to(ROOT)} and its scores in {REFERENCE_SCORES.relative_to(ROOT)}")
+        return 0
     values = {"parameters": reference_parameters(), "short_run": reference_short_run()}
     recorded.REFERENCE_JSON.write_text(json.dumps(values, indent=2) + "\n")
     recorded.save_sampler_trace(*reference_sampler_trace())

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from functools import lru_cache
 
 import pytest
@@ -12,6 +10,7 @@ from omegaconf import OmegaConf
 from src.harness.cli import output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.kinds import kind_of
+from src.harness.levels import trained_runs
 from src.harness.loading import STUDENT_FILES, build_model, model_fingerprint, trained_code
 from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT, official_config
@@ -31,25 +30,28 @@ def checkpoint_path(config: str, solution: bool):
     return ROOT / output_dir(official_config(config), solution) / "checkpoint.pt"
 
 
-def train_reference(config: str) -> None:
-    """Run main.py for the reference (the --solution suite needs a real reference run; minutes on a CPU)."""
-    print(f"\nno reference checkpoint yet: running `{command(config, True)}` (once; later runs reuse it)")
-    env = {**os.environ, "KATA_PROGRESS": "0"}
-    subprocess.run([sys.executable, "main.py", "--config", f"configs/{config}.yaml", "--solution"],
-                   cwd=ROOT, check=True, env=env)
+# The reference's recorded runs (EMA weights and what main.py recorded; instructor repository only), one per run a
+# level grades (src/harness/levels.py), written by `uv run python -m src.harness.record_reference --runs`.
+REFERENCE_RUNS = ROOT / "src" / "solution" / "runs"
+RECORD_COMMAND = "uv run python -m src.harness.record_reference --runs"
 
 
-# References trained on the spot by `pytest --solution` when missing; CIFAR-10 takes an hour on a 2-core CPU.
-TRAINED_ON_DEMAND = {"fashion_mnist", "fashion_mnist_cfg", "fashion_mnist_flow", "moons", "moons_flow"}
+def reference_run_path(config: str):
+    return REFERENCE_RUNS / f"{config}.pt"
 
 
 def trained_model(config: str, model_class, solution: bool):
-    """(EMA model, its run config) from outputs/<config>[-solution]/checkpoint.pt, after checking its budget."""
+    """(EMA model, its run config) of the student's run in outputs/<config>/checkpoint.pt, or with `solution` of the
+    reference's recorded run (src/solution/runs/<config>.pt; a run too dear to record, CIFAR-10's, from
+    outputs/<config>-solution/), after checking its budget and the code that trained it."""
     path = checkpoint_path(config, solution)
-    if not path.exists() and solution:
-        if config not in TRAINED_ON_DEMAND:
-            pytest.skip(f"no reference run for {config}: `{command(config, True)}` makes one (about an hour on a CPU)")
-        train_reference(config)
+    if solution and trained_runs()[config].recorded:
+        path = reference_run_path(config)
+        if not path.exists():
+            pytest.fail(f"no recorded reference run for {config}: train one with `{command(config, True)}` and record "
+                        f"it with `{RECORD_COMMAND} {config}`", pytrace=False)
+    elif solution and not path.exists():
+        pytest.skip(f"no reference run for {config}: `{command(config, True)}` makes one (hours on a CPU)")
     if not path.exists():
         pytest.fail(f"no trained model yet: run `{command(config, solution)}` first "
                     f"(it writes {os.path.relpath(path, ROOT)})", pytrace=False)
@@ -57,10 +59,8 @@ def trained_model(config: str, model_class, solution: bool):
     official = official_config(config)
     problem = provenance_problem(state, official, solution)
     if problem:
-        unfinished = problem.startswith("stopped")
-        fix = f"finish it with `{command(config, solution)} --resume`" if unfinished \
-            else f"train it again with `{command(config, solution)} --overwrite`"
-        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {fix}", pytrace=False)
+        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {_retrain_advice(config, solution, problem, path)}",
+                    pytrace=False)
     run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])  # older runs lack newer sections
     shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
     kind = kind_of(run_cfg.data.name)
@@ -70,9 +70,18 @@ def trained_model(config: str, model_class, solution: bool):
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
         pytest.fail(f"{os.path.relpath(path, ROOT)} holds weights that do not fit this DiffusionModel "
-                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): train it "
-                    f"again with `{command(config, solution)} --overwrite`", pytrace=False)
+                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): "
+                    f"{_retrain_advice(config, solution, '', path)}", pytrace=False)
     return model.eval(), run_cfg
+
+
+def _retrain_advice(config: str, solution: bool, problem: str, path) -> str:
+    if path == reference_run_path(config):
+        return (f"train the reference again with `{command(config, True)} --overwrite` and record it with "
+                f"`{RECORD_COMMAND} {config}`")
+    if problem.startswith("stopped"):
+        return f"finish it with `{command(config, solution)} --resume`"
+    return f"train it again with `{command(config, solution)} --overwrite`"
 
 
 def reference_model(config: str):
@@ -94,7 +103,8 @@ def _load(path) -> dict:
 
 def provenance_problem(state: dict, official, solution: bool) -> str | None:
     """Why a checkpoint does not count for a level, or None: it must record the official budget, trained to the
-    last step, by the code being graded (the reference, or src/model.py with the fingerprint main.py recorded)."""
+    last step, by the code being graded (src/solution/ or src/model.py ..., by the fingerprint main.py recorded);
+    the reference's run also by the official recipe (RECIPE_KEYS aside, every setting of the config)."""
     if state.get("budget") is None:
         return "does not record its training budget (it was written by an older kata or by hand)"
     budget = recorded_budget(state)
@@ -112,10 +122,39 @@ def provenance_problem(state: dict, official, solution: bool) -> str | None:
     if state.get("solution", False) != solution:
         return f"was not trained from {'src/solution' if solution else f'src/{kind_of(official.data.name).module}.py'}"
     code = trained_code(official)
-    if not solution and state.get("model_fingerprint") != model_fingerprint(code):
-        files = " and ".join(STUDENT_FILES[name] for name in (*code, "utils"))
+    if state.get("model_fingerprint") != model_fingerprint(code, solution=solution):
+        files = " and ".join(f"src/solution/{name}.py" if solution and name != "utils" else STUDENT_FILES[name]
+                             for name in (*code, "utils"))
         return f"was trained by other code than the current {files} (changed since?)"
+    if solution:
+        changed = recipe_changes(state["config"], official)
+        if changed:
+            return f"was trained with other settings than configs/{official.output.name}.yaml's ({', '.join(changed)})"
     return None
+
+
+# Settings that do not change what a run learns: where data comes from, how it reports, how it samples afterwards.
+NOT_RECIPE = ("data.root", "data.download", "data.verify_md5", "training.precision", "training.checkpoint_every",
+              "training.log_every", "training.eval_every", "training.preview_every", "training.val_batch_size",
+              "conditioning.guidance_scale", "sampling", "output")
+
+
+def recipe_changes(recorded: dict, official) -> list[str]:
+    """The settings (dotted keys) in which a run's recorded config differs from `official`'s, NOT_RECIPE aside."""
+    run = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), recorded))
+    wanted = OmegaConf.to_container(official)
+
+    def differ(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [key for name in sorted(a.keys() | b.keys()) if not _ignored(prefix + name)
+                    for key in differ(a.get(name), b.get(name), prefix + name + ".")]
+        return [] if a == b else [prefix.rstrip(".")]
+
+    return differ(run, wanted)
+
+
+def _ignored(key: str) -> bool:
+    return any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_RECIPE)
 
 
 def recorded_reference(config: str) -> dict:

@@ -91,7 +91,8 @@ def test_returns_clipped_samples_without_autograd_history(ddim_sample):
 
 
 @pytest.mark.points(2)
-@pytest.mark.timeout(600)  # with --solution and no reference run yet, this trains one first (about a minute)
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_moons_samples_have_the_datas_shape(ddim_sample, point_model_class, solution, eta):
     """Your Level 0 moons run, sampled with your DDIM in 50 steps, passes Level 0's bar."""

@@ -103,7 +103,8 @@ def test_euler_returns_clipped_samples_without_autograd_history(euler_sample):
 
 
 @pytest.mark.points(4)
-@pytest.mark.timeout(600)  # with --solution and no reference run yet, this trains one first (about a minute)
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(600)
 def test_moons_flow_samples_have_the_datas_shape(point_model_class, solution):
     model, run_cfg = trained_model("moons_flow", point_model_class, solution)
     data = load_data(official_config("moons_flow").data)

@@ -187,7 +187,8 @@ def _advice(solution: bool) -> str:
 
 
 @pytest.mark.points(4)
-@pytest.mark.timeout(3600)  # with --solution and no reference run yet, this trains one first
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(3600)
 def test_trained_run_shows_the_class_asked_for(model_class, guided_sample, solution):
     scale = official_config("fashion_mnist_cfg").conditioning.guidance_scale
     agreement = run_agreement(model_class, guided_sample, solution)[scale]
@@ -197,6 +198,7 @@ def test_trained_run_shows_the_class_asked_for(model_class, guided_sample, solut
 
 
 @pytest.mark.points(2)
+@pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
 def test_trained_run_draws_no_class_at_w_0(model_class, guided_sample, solution):
     """With the test above, the agreement rises with w: a sampler that ignores w, or never asks for the null label,

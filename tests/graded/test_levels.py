@@ -3,19 +3,20 @@
 import pytest
 
 from src.harness.loading import reference_available
-from tests.graded.runs import (checkpoint_path, command, recorded_reference, reference_validation_loss,
+from tests.graded.runs import (command, recorded_reference, reference_run_path, reference_validation_loss,
                                student_validation_loss)
 
 
 @pytest.mark.level2
 @pytest.mark.points(5)
-@pytest.mark.timeout(3600)  # with --solution and no reference run yet, this trains one first
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(3600)
 def test_validation_loss_at_most_the_references(model_class, solution, record_property):
     loss = reference_validation_loss() if solution else student_validation_loss(model_class)
     record_property("validation_loss", loss)  # Gradescope's leaderboard (src/harness/autograder.py)
-    if reference_available() and checkpoint_path("fashion_mnist", solution=True).exists():
+    if reference_available() and reference_run_path("fashion_mnist").exists():
         reference = reference_validation_loss()
-        source = "your reference run in outputs/fashion_mnist-solution/"
+        source = "the reference's recorded run in src/solution/runs/"
     else:
         reference = recorded_reference("fashion_mnist")["val_loss"]
         source = "the recorded reference score (src/harness/reference_scores.json)"

@@ -53,13 +53,15 @@ def _assert_passes(judgement, config: str, model_class, solution: bool, hint: st
 
 @pytest.mark.level1
 @pytest.mark.points(3)
-@pytest.mark.timeout(3600)  # with --solution and no reference run yet, this trains one first
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(3600)
 def test_fashion_mnist_samples_are_recognisable(model_class, solution):
     _assert_passes(judge, "fashion_mnist", model_class, solution)
 
 
 @pytest.mark.level1
 @pytest.mark.points(2)
+@pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
 def test_fashion_mnist_samples_are_as_good_as_the_references(model_class, solution):
     _assert_passes(judge_against_reference, "fashion_mnist", model_class, solution)
@@ -67,7 +69,8 @@ def test_fashion_mnist_samples_are_as_good_as_the_references(model_class, soluti
 
 @pytest.mark.level7
 @pytest.mark.points(4)
-@pytest.mark.timeout(3600)  # with --solution and no reference run yet, this trains one first
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(3600)
 def test_fashion_mnist_flow_samples_are_recognisable(model_class, solution):
     _assert_passes(judge, "fashion_mnist_flow", model_class, solution,
                    hint="a correct src/flow.py (the pair and Euler tests above) and your Level 1 network")
@@ -75,6 +78,7 @@ def test_fashion_mnist_flow_samples_are_recognisable(model_class, solution):
 
 @pytest.mark.level3
 @pytest.mark.points(5)
+@pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(600)
 def test_cifar10_samples_are_recognisable(model_class, solution):
     _assert_passes(judge, "cifar10", model_class, solution)

@@ -1,9 +1,11 @@
 """Small settings and a scratch copy of the kata for the harness's own tests."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from src.harness.paths import ROOT, SHARED_DATA, official_config
@@ -71,10 +73,11 @@ def shared_data(dataset: str):
 
 
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:
-    """A copy of the kata under tmp_path (no outputs), with src/<name>.py replaced by the given sources."""
+    """A copy of the kata under tmp_path (no outputs, nor the reference's recorded runs), with src/<name>.py replaced
+    by the given sources."""
     copy = tmp_path / "kata"
     for folder in ("src", "configs", "tests"):
-        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__", "runs"))
     for file in ("main.py", "pyproject.toml"):
         shutil.copy(ROOT / file, copy / file)
     for name, source in student_files.items():
@@ -95,3 +98,33 @@ def run_pytest(cwd: Path, *args: str, timeout: int = 300, **env: str) -> subproc
 def _run(command: list[str], cwd: Path, timeout: int, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "KATA_PROGRESS": "0", **env})
+
+
+class BackgroundRun:
+    """`main.py --config configs/CONFIG.yaml --solution` training in a child process of one thread, so that it
+    trains on one core while the other tests run on the other; `metrics()` waits for it."""
+
+    def __init__(self, config: str):
+        self.config = config
+        self.folder = Path(tempfile.mkdtemp(prefix=f"kata-{config}-"))
+        self._log = open(self.folder / "log.txt", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "main.py", "--config", f"configs/{config}.yaml", "--solution",
+             f"output.root={self.folder}", "output.animation=false", "training.preview_every=0"],
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "KATA_PROGRESS": "0", "OMP_NUM_THREADS": "1"})
+
+    def metrics(self, timeout: float) -> dict:
+        """The run's metrics.json, once it has finished; fails with the end of its log if it did not."""
+        self.process.wait(timeout)
+        self._log.close()
+        log = (self.folder / "log.txt").read_text()
+        assert self.process.returncode == 0, f"the {self.config} reference run failed:\n{log[-3000:]}"
+        return json.loads((self.folder / f"{self.config}-solution" / "metrics.json").read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from src.harness.conditioning import ClassConditional, Unconditional, conditioning_of
 from src.harness.config import ConfigError
 from src.harness.data import load_data
+from src.harness.loading import model_fingerprint, trained_code
 from src.harness.paths import official_config
 from src.harness.train import budget_of, load_checkpoint, train
 from tests.graded.runs import provenance_problem
@@ -68,7 +70,9 @@ def test_a_checkpoint_older_than_level_6_still_counts_for_level_1():
     """Its budget lacks the conditioning keys, which read as their defaults: no conditioning."""
     official = official_config("fashion_mnist")
     budget = {key: value for key, value in budget_of(official).items() if not key.startswith("conditioning.")}
-    state = {"budget": budget, "step": 1875, "images_seen": 60_000, "solution": True}
+    state = {"budget": budget, "step": 1875, "images_seen": 60_000, "solution": True,
+             "model_fingerprint": model_fingerprint(trained_code(official), solution=True),
+             "config": OmegaConf.to_container(official)}
     assert provenance_problem(state, official, solution=True) is None
 
 

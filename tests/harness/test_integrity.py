@@ -78,6 +78,7 @@ def test_resume_refuses_other_model_code(tmp_path):
         check_resume(load_checkpoint(tmp_path / "c.pt"), budget_of(cfg), {"model_fingerprint": "b"})
 
 
+@pytest.mark.slow
 def test_main_refuses_to_resume_with_another_budget_in_one_line_and_touches_nothing(tmp_path):
     first = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}",
                      "training.max_steps=3", "output.animation=false")
@@ -139,7 +140,7 @@ def _graded_checkpoint(monkeypatch, tmp_path, state=None, raw: bytes | None = No
     else:
         save_checkpoint(path, state)
     monkeypatch.setattr(runs, "checkpoint_path", lambda config, solution: path)
-    monkeypatch.setattr(runs, "model_fingerprint", lambda module="model": "graded code")
+    monkeypatch.setattr(runs, "model_fingerprint", lambda code, solution=False: "graded code")
 
 
 @pytest.mark.parametrize("raw", [pytest.param(b"", id="empty"), pytest.param(b"garbage" * 100, id="garbage")])
