@@ -474,6 +474,7 @@ def test_unmodified_flow_mutants_pass_every_flow_test():
         graded_test(euler_sample=euler)
 
 
+@pytest.mark.slow
 def test_a_flow_run_trained_with_swapped_ends_fails_level7(monkeypatch):
     """The reference point model trained at the official budget of configs/moons_flow.yaml on a pair whose ends are
     swapped (it learns to carry the data to the noise): the Heun sampler's points miss the moons."""

@@ -59,6 +59,7 @@ def test_the_reference_ddpm_sampler_runs_unchanged_on_points():
     assert out.shape == (16, 2) and out.abs().max() <= 1 and calls == [(16, 2)] * 10
 
 
+@pytest.mark.slow
 def test_a_short_moons_run_writes_scatter_plots_an_animation_and_a_score(tmp_path):
     result = run_main(ROOT, "--config", "configs/moons.yaml", "--solution", f"output.root={tmp_path}",
                       "training.epochs=1", "training.preview_every=20", "sampling.num_samples=200")

@@ -58,6 +58,7 @@ def test_every_sampler_fits_exactly_one_objective_and_custom_picks_the_students(
     assert get_sampler(cfg, "flow", custom=True).func.__module__ == "src.flow"
 
 
+@pytest.mark.slow
 def test_benchmark_prints_both_loops_and_the_speedup(tmp_path):
     result = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", "--benchmark", f"output.root={tmp_path}")
     assert result.returncode == 0, result.stderr
