@@ -104,7 +104,7 @@ def _load(path) -> dict:
 def provenance_problem(state: dict, official, solution: bool) -> str | None:
     """Why a checkpoint does not count for a level, or None: it must record the official budget, trained to the
     last step, by the code being graded (src/solution/ or src/model.py ..., by the fingerprint main.py recorded);
-    the reference's run also by the official recipe (RECIPE_KEYS aside, every setting of the config)."""
+    the reference's run also by the official recipe (every setting of the config but NOT_RECIPE)."""
     if state.get("budget") is None:
         return "does not record its training budget (it was written by an older kata or by hand)"
     budget = recorded_budget(state)
