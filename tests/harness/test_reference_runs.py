@@ -15,6 +15,7 @@ import os
 
 import pytest
 
+from src.harness.data import DataNotFoundError
 from src.harness.levels import (CI_TRAINING_BUDGET_MINUTES, FASHION_MNIST, LEVELS, Level, TrainedRun, over_budget,
                                 trained_runs)
 from src.harness.paths import ROOT, official_config
@@ -53,7 +54,11 @@ def test_recorded_runs_hold_only_what_grading_needs(config):
 
 def test_recorded_validation_loss_is_the_recorded_runs():
     """Level 2 in the student release compares with this number: it must be the recorded run's own."""
-    assert reference_validation_loss() == pytest.approx(recorded_reference("fashion_mnist")["val_loss"], rel=1e-3), (
+    try:
+        loss = reference_validation_loss()
+    except DataNotFoundError as err:  # offline, with no copy of Fashion-MNIST: nothing to measure it on
+        pytest.skip(str(err))
+    assert loss == pytest.approx(recorded_reference("fashion_mnist")["val_loss"], rel=1e-3), (
         f"src/harness/reference_scores.json is not the recorded run's: `{RECORD_COMMAND} fashion_mnist` rewrites both")
 
 
