@@ -82,6 +82,41 @@ def test_euler_reproduces_the_mean_and_variance_of_gaussian_data(euler_sample):
         "step is taken")
 
 
+class LinearVelocity(torch.nn.Module):
+    """v(x, t) = x, whatever t: from x_T, N Euler steps x <- x - v / N land exactly on (1 - 1/N)^N x_T."""
+
+    def __init__(self):
+        super().__init__()
+        self.starts = []  # the x of each call
+
+    def forward(self, x, t):
+        self.starts.append(x.clone())
+        return x.clone()
+
+
+@pytest.mark.points(2)
+def test_euler_steps_on_a_linear_field(euler_sample):
+    """Independent of the random-number order: on v = x the Euler answer is known in closed form."""
+    num_steps, field = 4, LinearVelocity()
+    out = euler_sample(field, NoiseSchedule(1000), (256, 2), generator=torch.Generator().manual_seed(0),
+                       num_steps=num_steps)
+    assert field.starts, "your sampler never called the model"
+    x_T = field.starts[0]
+    inside = out.abs() < 1  # where clipping left the samples alone
+    factor = (out[inside] * x_T[inside]).sum() / (x_T[inside] ** 2).sum()
+    expected = (1 - 1 / num_steps) ** num_steps
+    if abs(factor - expected) < 1e-4:
+        return
+    known = {(1 - 1 / (num_steps - 1)) ** num_steps: "steps of 1 / (N - 1): the N steps must add up to 1",
+             (1 - 1 / num_steps) ** (num_steps - 1): "one step fewer than N: take the last step too, down to s = 0",
+             (1 + 1 / num_steps) ** num_steps: "steps towards the noise: x <- x - v / N goes from s = 1 to s = 0"}
+    cause = next((why for value, why in known.items() if abs(factor - value) < 1e-3),
+                 "N steps of size 1 / N, each x <- x - v / N")
+    raise AssertionError(
+        f"on the velocity field v = x with N = {num_steps} steps, your samples are {factor:.4f} x_T, Euler's are "
+        f"(1 - 1/N)^N x_T = {expected:.4f} x_T: {cause}")
+
+
 @pytest.mark.points(2)
 def test_euler_calls_the_model_once_per_step_from_T_minus_1_down(euler_sample):
     timesteps = four_step_timesteps(euler_sample)

@@ -61,6 +61,19 @@ def test_output_depends_on_x(point_model_class):
 
 
 @pytest.mark.points(1)
+def test_output_is_not_affine_in_x(point_model_class):
+    """An MLP without nonlinearities is an affine map of x: DDPM with it can only ever draw a Gaussian."""
+    model = jittered(point_model_class(2))
+    (a, t), (b, _) = _inputs(64, seed=0), _inputs(64, seed=1)
+    with torch.no_grad():
+        out_a, out_b, out_mid = model(a, t), model(b, t), model((a + b) / 2, t)
+    bend = ((out_a + out_b) / 2 - out_mid).abs().max().item()
+    assert bend > 1e-4 * (out_a - out_b).abs().max().item() + 1e-6, (
+        "your PointModel is an affine map of x (its output at the midpoint of two points is the mean of their "
+        "outputs): put a nonlinearity (ReLU, SiLU, ...) between its linear layers, or it can only learn a Gaussian")
+
+
+@pytest.mark.points(1)
 def test_each_point_is_denoised_on_its_own(point_model_class):
     model = jittered(point_model_class(2))
     x, t = _inputs(8)

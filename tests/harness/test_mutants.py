@@ -270,6 +270,7 @@ POINT_MUTANTS = [
            "index out of range"),
     caught(PointDetachesItsOutput, test_points.test_gradients_reach_the_parameters, "no gradient reaches"),
     caught(PointHasAnUnusedLayer, test_points.test_gradients_reach_the_parameters, "forgotten"),
+    caught(PointIsLinear, test_points.test_output_is_not_affine_in_x, "affine map of x"),
 ]
 
 
@@ -326,7 +327,8 @@ def test_flow_pair_mutant_is_caught(graded_test, mistake, reason):
 
 def ddim(model, schedule, shape, generator=None, num_steps=50, eta=0.0, *, leading=False, truncated=False,
          ignores_eta=False, swap_alphas=False, clip=True, direction_ignores_sigma=False, sigma_missing_factor=False,
-         sigma_not_squared=False, stops_at_t_0=False, steps_fixed=False, no_grad=True):
+         sigma_not_squared=False, stops_at_t_0=False, steps_fixed=False, no_grad=True, noise_without_eta=False,
+         ascending=False):
     """The reference DDIM sampler with one optional mistake switched on."""
     with torch.no_grad() if no_grad else torch.enable_grad():
         device, T = schedule.betas.device, schedule.num_timesteps
@@ -337,6 +339,7 @@ def ddim(model, schedule, shape, generator=None, num_steps=50, eta=0.0, *, leadi
         else:
             grid = torch.linspace(T - 1, 0, n)
             timesteps = (grid.long() if truncated else grid.round().long()).tolist()
+            timesteps = timesteps[::-1] if ascending else timesteps
         eta = 0.0 if ignores_eta else eta
         x = torch.randn(shape, generator=generator, device=device)
         for i, t in enumerate(timesteps):
@@ -351,7 +354,10 @@ def ddim(model, schedule, shape, generator=None, num_steps=50, eta=0.0, *, leadi
                 sigma = sigma * (1 - abar / abar_next).sqrt()
             taken = 0 if direction_ignores_sigma else sigma if sigma_not_squared else sigma ** 2
             x = abar_next.sqrt() * x0 + (1 - abar_next - taken).clamp(min=0).sqrt() * eps
-            if eta > 0 and not last:
+            if noise_without_eta and not last:  # sigma of eq. 16 without its factor eta: noise even at eta = 0
+                x = x + (sigma / eta if eta else ((1 - abar_next) / (1 - abar) * (1 - abar / abar_next)).sqrt()) \
+                    * torch.randn(shape, generator=generator, device=device)
+            elif eta > 0 and not last:
                 x = x + sigma * torch.randn(shape, generator=generator, device=device)
         return x.clamp(-1, 1) if clip else x
 
@@ -381,6 +387,25 @@ DDIM_MUTANTS = [  # (the mistake switched on in ddim, the graded test that catch
                  "first differs", id="sigma, not sigma^2, in the eps term"),
     pytest.param(dict(stops_at_t_0=True), test_ddim.test_matches_the_reference_exactly_with_eta_0, "returned x differs",
                  id="last step to abar_0, not 1"),
+    # Caught without the recorded trace, whose random-number order a student's correct sampler need not share:
+    pytest.param(dict(ignores_eta=True), test_ddim.test_stochastic_step_adds_the_noise_of_eq_16, "add no noise",
+                 id="eta ignored (per step)"),
+    pytest.param(dict(noise_without_eta=True), test_ddim.test_deterministic_step_follows_eq_12_without_noise,
+                 "adds noise", id="noise at eta = 0 (per step)"),
+    pytest.param(dict(clip=False), test_ddim.test_deterministic_step_follows_eq_12_without_noise, "unclipped",
+                 id="x0_hat never clipped (per step)"),
+    pytest.param(dict(swap_alphas=True), test_ddim.test_deterministic_step_follows_eq_12_without_noise,
+                 "is not eq. 12", id="alpha and alpha-bar swapped (per step)"),
+    pytest.param(dict(sigma_missing_factor=True), test_ddim.test_stochastic_step_adds_the_noise_of_eq_16,
+                 "std|not eq. 12", id="sigma without sqrt(1 - abar / abar_next) (per step)"),
+    pytest.param(dict(sigma_not_squared=True), test_ddim.test_stochastic_step_adds_the_noise_of_eq_16,
+                 "not eq. 12", id="sigma, not sigma^2, in the eps term (per step)"),
+    pytest.param(dict(direction_ignores_sigma=True), test_ddim.test_stochastic_step_adds_the_noise_of_eq_16,
+                 "not eq. 12", id="eps term keeps its sigma^2 (per step)"),
+    pytest.param(dict(stops_at_t_0=True), test_ddim.test_deterministic_step_follows_eq_12_without_noise,
+                 "is not eq. 12", id="last step to abar_0, not 1 (per step)"),
+    pytest.param(dict(ascending=True), test_ddim.test_returns_clipped_samples_without_autograd_history, "NaN",
+                 id="timesteps from 0 up"),
     pytest.param(dict(no_grad=False), test_ddim.test_returns_clipped_samples_without_autograd_history, "autograd",
                  id="keeps autograd history"),
 ]
@@ -396,6 +421,8 @@ DDIM_TESTS = [test_ddim.test_matches_the_reference_exactly_with_eta_0,
               test_ddim.test_matches_the_reference_exactly_with_eta_1,
               test_ddim.test_deterministic_steps_reproduce_the_mean_and_variance_of_gaussian_data,
               test_ddim.test_stochastic_steps_reproduce_the_mean_and_variance_of_gaussian_data,
+              test_ddim.test_deterministic_step_follows_eq_12_without_noise,
+              test_ddim.test_stochastic_step_adds_the_noise_of_eq_16,
               test_ddim.test_calls_the_model_on_evenly_spaced_timesteps_from_T_minus_1_to_0,
               test_ddim.test_returns_clipped_samples_without_autograd_history]
 
@@ -413,12 +440,14 @@ def test_ddim_noise_drawn_in_another_order_still_passes_the_distribution_test():
         return ddim(model, schedule, shape, generator, num_steps, eta)
 
     test_ddim.test_stochastic_steps_reproduce_the_mean_and_variance_of_gaussian_data(ddim_sample=extra_draw)
+    test_ddim.test_stochastic_step_adds_the_noise_of_eq_16(ddim_sample=extra_draw)
     with pytest.raises(AssertionError):
         test_ddim.test_matches_the_reference_exactly_with_eta_1(ddim_sample=extra_draw)
 
 
 def euler(model, schedule, shape, generator=None, num_steps=50, *, upward=False, skip_last=False, t_is_s=False,
-          t_not_shifted=False, clip=True, no_grad=True, stochastic=False, step_of_T=False, starts_at_zero=False):
+          t_not_shifted=False, clip=True, no_grad=True, stochastic=False, step_of_T=False, starts_at_zero=False,
+          step_of_N_minus_1=False):
     """The reference Euler sampler with one optional mistake switched on."""
     with torch.no_grad() if no_grad else torch.enable_grad():
         device, T = schedule.betas.device, schedule.num_timesteps
@@ -427,7 +456,7 @@ def euler(model, schedule, shape, generator=None, num_steps=50, *, upward=False,
             s = (num_steps - i) / num_steps
             t = s if t_is_s else round(T * s) - (0 if t_not_shifted else 1)
             v = model(x, torch.full((shape[0],), t, device=device))
-            x = x + (1 if upward else -1) * v / (T if step_of_T else num_steps)
+            x = x + (1 if upward else -1) * v / (T if step_of_T else num_steps - 1 if step_of_N_minus_1 else num_steps)
             if stochastic:
                 x = x + 0.01 * torch.randn(shape, generator=generator, device=device)
         return x.clamp(-1, 1) if clip else x
@@ -454,6 +483,15 @@ EULER_MUTANTS = [  # (the mistake switched on in euler, the graded test that cat
                  id="never clips"),
     pytest.param(dict(no_grad=False), test_flow.test_euler_returns_clipped_samples_without_autograd_history,
                  "autograd", id="keeps autograd history"),
+    # Caught without the recorded trace:
+    pytest.param(dict(step_of_N_minus_1=True), test_flow.test_euler_steps_on_a_linear_field,
+                 "add up to 1", id="steps of 1 / (N - 1) (linear field)"),
+    pytest.param(dict(skip_last=True), test_flow.test_euler_steps_on_a_linear_field,
+                 "one step fewer", id="a step skipped (linear field)"),
+    pytest.param(dict(upward=True), test_flow.test_euler_steps_on_a_linear_field,
+                 "towards the noise", id="steps towards the noise (linear field)"),
+    pytest.param(dict(step_of_T=True), test_flow.test_euler_steps_on_a_linear_field,
+                 "1 / N", id="step size 1 / T (linear field)"),
 ]
 
 
@@ -469,6 +507,7 @@ def test_unmodified_flow_mutants_pass_every_flow_test():
     test_flow.test_pair_matches_the_reference_on_points(flow_matching_pair=flow_pair)
     for graded_test in [test_flow.test_euler_matches_the_reference_sampler_exactly,
                         test_flow.test_euler_reproduces_the_mean_and_variance_of_gaussian_data,
+                        test_flow.test_euler_steps_on_a_linear_field,
                         test_flow.test_euler_calls_the_model_once_per_step_from_T_minus_1_down,
                         test_flow.test_euler_returns_clipped_samples_without_autograd_history]:
         graded_test(euler_sample=euler)
