@@ -20,7 +20,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from src.harness.paths import ROOT
+from src.harness.data import DataNotFoundError, load_data
+from src.harness.paths import ROOT, official_config
 
 
 # Paths (a folder ends with "/") that stay in the instructor repository.
@@ -98,10 +99,12 @@ def leaked_reference(text: str, reference: dict[str, set[str]]) -> str | None:
 
 
 def check_reference(root: Path = ROOT, hidden: Path | None = None, markers: str | None = None) -> None:
-    """Otter's rule: the graded suite (and the hidden tests) must pass on the reference, or nothing is built."""
+    """Otter's rule: the graded suite (and the hidden tests) must pass on the reference, or nothing is built. Stops
+    at the first failure and names it."""
+    _check_data_reachable()
     with tempfile.TemporaryDirectory() as scratch:
         grade = Path(scratch) / "grade.json"
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--solution", "tests/graded",
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-x", "--solution", "tests/graded",
                    "--grade-json", str(grade)] + (["-m", markers] if markers else [])
         env = {**os.environ, "KATA_PROGRESS": "0"}
         env.pop("KATA_EXTRA_TESTS", None)
@@ -111,12 +114,23 @@ def check_reference(root: Path = ROOT, hidden: Path | None = None, markers: str 
         result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
         report = json.loads(grade.read_text()) if grade.exists() else {"tests": []}
         # A skip is no failure: Level 3 skips where no CIFAR-10 reference run was made (an hour on a CPU).
-        failed = [t["name"] for t in report["tests"] if t["status"] != "passed" and not t["output"].startswith("skipped")]
-        complete = report.get("extra_data", {}).get("complete", False)
-        if result.returncode != 0 or failed or not report["tests"] or not complete:
+        failed = [t for t in report["tests"] if t["status"] != "passed" and not t["output"].startswith("skipped")]
+        if failed:
+            first = failed[0]
+            reason = next((line for line in first["output"].splitlines() if line.strip()), first["status"])
+            raise ReleaseError(f"the reference does not pass the graded suite: {first['name']} {first['status']} "
+                               f"({reason.strip()}); nothing was built")
+        if result.returncode != 0 or not report["tests"] or not report.get("extra_data", {}).get("complete", False):
             tail = "\n".join(result.stdout.splitlines()[-15:])
-            raise ReleaseError(f"the reference does not pass the graded suite ({', '.join(failed) or 'see below'}); "
-                               f"nothing was built\n{tail}")
+            raise ReleaseError(f"the reference does not pass the graded suite (see below); nothing was built\n{tail}")
+
+
+def _check_data_reachable() -> None:
+    """The graded Fashion-MNIST levels need the dataset: say so in one line, before minutes of tests fail on it."""
+    try:
+        load_data(official_config("fashion_mnist").data)
+    except DataNotFoundError as err:
+        raise ReleaseError(f"the reference check needs Fashion-MNIST: {err}; nothing was built") from None
 
 
 def build_student(out: Path, root: Path = ROOT) -> list[str]:

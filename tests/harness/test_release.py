@@ -171,6 +171,15 @@ def test_the_build_refuses_a_reference_that_fails(tmp_path):
         release.check_reference(kata, markers="level4")
 
 
+def test_the_build_without_the_data_stops_at_once_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KATA_DATA_ROOT", str(tmp_path / "no-data"))
+    monkeypatch.setattr("src.harness.data._try_download", lambda folder, download: None)  # offline
+    assert release.main(["student", str(tmp_path / "student")]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "needs Fashion-MNIST" in error and "no-data" in error, error
+    assert not (tmp_path / "student").exists()
+
+
 # ------------------------------------------------------------------------------------------------ integrity
 
 @pytest.mark.parametrize("source, library, banned", [
