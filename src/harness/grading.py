@@ -158,7 +158,7 @@ def euler_sample(solution):
 # each test. A hang in a C call that pytest-timeout cannot interrupt, or an os._exit() in student code, kills
 # the run but leaves every finished test's points and no pass that did not happen.
 
-DID_NOT_FINISH = "did not finish: timed out or the process was killed"
+UNFINISHED = "running when this report was written: if the run has ended, this test timed out or was killed"
 NOT_RUN = "not run"
 MAX_OUTPUT = 8000  # characters of a test's output kept in the report (head and tail)
 EVENTS_FD = "KATA_GRADE_EVENTS_FD"  # set by the autograder: a pipe it reads each test's outcome from
@@ -199,7 +199,7 @@ def pytest_collection_finish(session):
 def pytest_runtest_protocol(item, nextitem):
     entry = item.config.stash[_results_key].get(item.nodeid)
     if entry is not None:  # written before the test runs: a killed run leaves it failed, never passed
-        entry.update(status="running", output=DID_NOT_FINISH, failures=[], call_passed=False)
+        entry.update(status="running", output=UNFINISHED, failures=[], call_passed=False)
         _write_report(item.config)
     try:
         return (yield)
@@ -260,9 +260,10 @@ def _text(report) -> str:
 
 
 def gradescope_results(entries) -> dict:
-    """Gradescope's results.json from report entries (status passed, failed, running or not run)."""
+    """Gradescope's results.json from report entries (status passed, failed, running or not run); a test still
+    running stays "running" (0 points), every other one not passed is "failed"."""
     tests = [{"name": e["name"], "score": e["max_score"] if e["status"] == "passed" else 0.0,
-              "max_score": e["max_score"], "status": "passed" if e["status"] == "passed" else "failed",
+              "max_score": e["max_score"], "status": e["status"] if e["status"] in ("passed", "running") else "failed",
               "output": _truncate(e["output"]), "visibility": e["visibility"], "tags": [e["part"]]}
              for e in entries]
     score, max_score = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
@@ -274,8 +275,7 @@ def _write_report(config) -> None:
     results = config.stash.get(_results_key, {})
     if not results:
         return
-    entries = [dict(e, status="failed" if e["status"] == "running" else e["status"]) for e in results.values()]
-    grade = gradescope_results(entries)
+    grade = gradescope_results(results.values())
     grade["extra_data"] = {"complete": config.stash.get(_complete_key, False)}
     path = config.rootpath / config.getoption("grade_json")  # an absolute path stays as it is
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -349,7 +349,7 @@ class _Events:
                 failures = [text for when, outcome, text in self.reports if outcome != "passed"]
                 passed = not failures and ("call", "passed", "") in self.reports
                 self.emit({"event": "outcome", "nodeid": item.nodeid, "status": "passed" if passed else "failed",
-                           "output": "" if passed else self.truncate(failures[0] if failures else DID_NOT_FINISH),
+                           "output": "" if passed else self.truncate(failures[0] if failures else "did not finish"),
                            "properties": self.properties(item)})
 
     def pytest_runtest_logreport(self, report):
