@@ -11,7 +11,8 @@ from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, 
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL, UNGUIDED_AGREEMENT)
 from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule
-from tests.graded.fakes import ClassGaussianDenoiser, GUIDED_LABELS, jittered, trace_guided_sampler
+from tests.graded.fakes import (ClassGaussianDenoiser, ConditionalRecordingModel, GUIDED_LABELS, jittered,
+                               trace_guided_sampler)
 from tests.graded.recorded import GUIDANCE_SCALES, guided_trace
 from tests.graded.runs import command, trained_model
 
@@ -121,13 +122,45 @@ def _check_trace(guided_sample, scale: float) -> None:
         assert torch.allclose(x, expected_x, atol=SAMPLER_X_T_ATOL if i == 0 else SAMPLER_TRAJECTORY_ATOL), (
             "the starting noise differs from the reference's: draw x = torch.randn(shape, generator=generator, "
             "device=...) first, and nothing else" if i == 0 else
-            f"with w = {scale:g}, your x first differs from the reference's at model call {i + 1} (step {i // 2 + 1}):"
-            " check eps = eps_uncond + w * (eps_cond - eps_uncond), then x0_hat (clipped), the eps_hat it implies,"
-            " and x = sqrt(abar_next) * x0_hat + sqrt(1 - abar_next) * eps_hat")
+            f"with w = {scale:g}, your x first differs from the reference's at model call {i + 1} (step {i // 2}): "
+            + _guided_step_hint(calls[i - 2], calls[i], scale))
     assert len(calls) == len(expected_calls), (
         f"your sampler called the model {len(calls)} times for 10 steps: twice per step, {len(expected_calls)} in all")
     assert torch.allclose(out, expected_out, atol=SAMPLER_TRAJECTORY_ATOL), (
         "every model input matched, but the returned x differs: the last step returns x0_hat, clipped to [-1, 1]")
+
+
+def _guided_step_hint(before, after, scale: float) -> str:
+    """Which mistake turns the step from the conditional call `before` (t, y, x) into the x of `after`, if one of the
+    usual ones does: the step is redone from your own x with each."""
+    (t, labels, x), (t_next, _, x_next) = before, after
+    schedule, model = NoiseSchedule(T), ConditionalRecordingModel(T)
+    step = torch.tensor(t)
+    with torch.no_grad():
+        eps_cond, eps_uncond = model(x, step, torch.tensor(labels)), model(x, step, torch.full_like(step, FAKE_NULL))
+    abar, abar_next = schedule.alphas_cumprod[t[0]], schedule.alphas_cumprod[t_next[0]]
+
+    def step_with(eps, clip=True, implied_eps=True):
+        x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+        x0 = x0.clamp(-1, 1) if clip else x0
+        eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt() if implied_eps else eps
+        return abar_next.sqrt() * x0 + (1 - abar_next).sqrt() * eps
+
+    guided = eps_uncond + scale * (eps_cond - eps_uncond)
+    mistakes = [
+        (step_with(eps_cond + scale * (eps_cond - eps_uncond)),
+         "your w is one higher than the kata's: here w = 1 is the plain conditional model, so eps = eps_uncond + "
+         "w * (eps_cond - eps_uncond) (Ho & Salimans write it with 1 + w)"),
+        (step_with(eps_cond + scale * (eps_uncond - eps_cond)),
+         "eps_cond and eps_uncond trade places: eps = eps_uncond + w * (eps_cond - eps_uncond)"),
+        (step_with(guided, clip=False), "clip x0_hat to [-1, 1] before the update"),
+        (step_with(guided, implied_eps=False),
+         "after clipping x0_hat, use the noise it implies, eps_hat = (x - sqrt(abar) * x0_hat) / sqrt(1 - abar), "
+         "in the update, not the guided eps"),
+    ]
+    return next((why for candidate, why in mistakes if torch.allclose(x_next, candidate, atol=SAMPLER_TRAJECTORY_ATOL)),
+                "check eps = eps_uncond + w * (eps_cond - eps_uncond), then x0_hat (clipped), the eps_hat it "
+                "implies, and x = sqrt(abar_next) * x0_hat + sqrt(1 - abar_next) * eps_hat")
 
 
 @pytest.mark.points(2)

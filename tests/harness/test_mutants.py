@@ -620,10 +620,10 @@ def guided(model, schedule, shape, labels, null_label, guidance_scale=3.0, gener
 GUIDED_TRACE_AT = {scale: partial(test_guidance.test_matches_the_reference_exactly, scale=scale)
                    for scale in (0.0, 1.0, 3.0)}
 GUIDED_MUTANTS = [  # (the mistake switched on in guided, the graded test that catches it, its message)
-    pytest.param(dict(sign_flipped=True), GUIDED_TRACE_AT[3.0], "first differs", id="guidance sign flipped"),
+    pytest.param(dict(sign_flipped=True), GUIDED_TRACE_AT[3.0], "trade places", id="guidance sign flipped"),
     pytest.param(dict(sign_flipped=True), test_guidance.test_w_0_draws_the_unconditional_model_and_w_1_the_conditional,
                  "mean", id="guidance sign flipped (Gaussian)"),
-    pytest.param(dict(w_on_conditional=True), GUIDED_TRACE_AT[0.0], "first differs", id="w applied to the wrong term"),
+    pytest.param(dict(w_on_conditional=True), GUIDED_TRACE_AT[0.0], "one higher", id="w applied to the wrong term"),
     pytest.param(dict(w_on_conditional=True),
                  test_guidance.test_w_0_draws_the_unconditional_model_and_w_1_the_conditional, "null label's",
                  id="w applied to the wrong term (Gaussian)"),
@@ -631,7 +631,7 @@ GUIDED_MUTANTS = [  # (the mistake switched on in guided, the graded test that c
                  id="null label never used"),
     pytest.param(dict(unconditional_first=True), GUIDED_TRACE_AT[3.0], "first with the labels",
                  id="unconditional call first"),
-    pytest.param(dict(paper_convention=True), GUIDED_TRACE_AT[1.0], "first differs", id="the paper's 1 + w as w"),
+    pytest.param(dict(paper_convention=True), GUIDED_TRACE_AT[1.0], "one higher", id="the paper's 1 + w as w"),
     pytest.param(dict(ignores_w=True), GUIDED_TRACE_AT[3.0], "first differs", id="w ignored"),
     pytest.param(dict(ignores_w=True), GUIDED_TRACE_AT[0.0], "first differs", id="w ignored (w = 0)"),
     pytest.param(dict(stochastic=True), GUIDED_TRACE_AT[3.0], "first differs", id="DDIM with eta = 1"),
@@ -640,7 +640,8 @@ GUIDED_MUTANTS = [  # (the mistake switched on in guided, the graded test that c
     pytest.param(dict(no_grad=False), test_guidance.test_returns_clipped_samples_without_autograd_history, "autograd",
                  id="keeps autograd history"),
     pytest.param(dict(every_timestep=True), GUIDED_TRACE_AT[3.0], "you passed t", id="all T timesteps"),
-    pytest.param(dict(keeps_eps=True), GUIDED_TRACE_AT[3.0], "eps_hat", id="ddim_sample's step: eps kept"),
+    pytest.param(dict(keeps_eps=True), GUIDED_TRACE_AT[3.0], "the noise it implies", id="ddim_sample's step: eps kept"),
+    pytest.param(dict(clip=False), GUIDED_TRACE_AT[3.0], "clip x0_hat", id="x0_hat never clipped"),
 ]
 
 
