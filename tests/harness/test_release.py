@@ -450,7 +450,7 @@ def test_gradescope_level0_grades_a_point_model_and_its_moons_run(gradescope_roo
     results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL,
                                        "outputs/moons/checkpoint.pt": student_moons_run},
                      settings={"parts": ["level0"]}, timeout="120")
-    assert results["score"] == results["max_score"] == 11, results["tests"]
+    assert results["score"] == results["max_score"] == 12, results["tests"]
 
 
 @pytest.mark.slow
@@ -460,7 +460,7 @@ def test_gradescope_level5_grades_ddim_and_samples_the_moons_run_with_it(gradesc
     results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL, "src/sampler.py": CORRECT_SAMPLER,
                                        "outputs/moons/checkpoint.pt": student_moons_run},
                      settings={"parts": ["level5"]}, timeout="120")
-    assert results["score"] == results["max_score"] == 19, results["tests"]
+    assert results["score"] == results["max_score"] == 23, results["tests"]
 
 
 @pytest.mark.slow
@@ -480,7 +480,7 @@ def test_gradescope_level7_grades_flow_matching_and_its_moons_run(gradescope_roo
     results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL, "src/flow.py": CORRECT_FLOW,
                                        "outputs/moons_flow/checkpoint.pt": checkpoint},
                      settings={"parts": ["level7"]}, timeout="120")
-    assert results["max_score"] == 22 and results["score"] == 18, results["tests"]
+    assert results["max_score"] == 24 and results["score"] == 20, results["tests"]
     fashion = _by_name(results)["test_fashion_mnist_flow_samples_are_recognisable"]
     assert fashion["score"] == 0 and "no trained model yet" in fashion["output"], fashion
 
