@@ -72,4 +72,5 @@ class Processes:
 
     def close(self) -> None:
         if self.world_size > 1 and dist.is_initialized():
+            dist.barrier()  # torn down together: a process that leaves while the other still talks can abort
             dist.destroy_process_group()

@@ -15,13 +15,18 @@ from src.harness.schedule import NoiseSchedule  # noqa: E402
 
 
 def image_grid(images: torch.Tensor, padding: int = 2, columns: int | None = None) -> Image.Image:
-    """(B, C, H, W) in [-1, 1] -> a grid as a PIL image (square-ish unless `columns` is given), white gaps."""
-    from torchvision.utils import make_grid
+    """(B, C, H, W) in [-1, 1] -> a grid as a PIL image (square-ish unless `columns` is given), white gaps.
 
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    grid = make_grid(images.float().cpu(), nrow=columns, padding=padding, pad_value=1.0)
+    Drawn here rather than with torchvision's make_grid, whose import costs a run several seconds."""
+    count, channels, height, width = images.shape
+    columns = min(columns or math.ceil(math.sqrt(count)), count)
+    rows = math.ceil(count / columns)
+    grid = torch.ones(channels, rows * (height + padding) + padding, columns * (width + padding) + padding)
+    for i, image in enumerate(images.float().cpu()):
+        top, left = padding + (i // columns) * (height + padding), padding + (i % columns) * (width + padding)
+        grid[:, top:top + height, left:left + width] = image
     array = to_uint8(grid).permute(1, 2, 0).numpy()
-    return Image.fromarray(array.squeeze(-1) if array.shape[-1] == 1 else array)
+    return Image.fromarray(array.squeeze(-1) if channels == 1 else array)
 
 
 class TrajectoryRecorder(torch.nn.Module):

@@ -72,6 +72,17 @@ def shared_data(dataset: str):
                                                                         "download": False, "verify_md5": False}))
 
 
+def model_with_conv(conv: str) -> str:
+    """A student's src/model.py whose forward is one convolution; `return self.conv(x)` is line 7."""
+    return ("import torch\nclass DiffusionModel(torch.nn.Module):\n    def __init__(self, in_channels, image_size):\n"
+            f"        super().__init__()\n        self.conv = {conv}\n    def forward(self, x, t):\n"
+            "        return self.conv(x)\n")
+
+
+# A student model that works and starts fast (the reference imports diffusers, seconds per process).
+ONE_CONV = model_with_conv("torch.nn.Conv2d(in_channels, in_channels, 3, padding=1)")
+
+
 def kata_copy(tmp_path: Path, **student_files: str) -> Path:
     """A copy of the kata under tmp_path (no outputs, nor the reference's recorded runs), with src/<name>.py replaced
     by the given sources."""

@@ -17,7 +17,7 @@ from PIL import Image
 from src.harness.cli import error_message, main
 from src.harness.paths import ROOT
 from src.harness.train import load_checkpoint
-from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_main
+from tests.harness.helpers import ONE_CONV, STUB_MODEL, STUB_SAMPLER, kata_copy, model_with_conv, run_main
 
 
 def _image(path: Path) -> Image.Image:
@@ -37,15 +37,6 @@ def _tiles(grid: Image.Image) -> tuple[int, int]:
     return between_gaps(white.all(axis=1)), between_gaps(white.all(axis=0))
 
 
-def _model_with_conv(conv: str) -> str:
-    """A model whose forward is one convolution; `return self.conv(x)` is line 7."""
-    return ("import torch\nclass DiffusionModel(torch.nn.Module):\n    def __init__(self, in_channels, image_size):\n"
-            f"        super().__init__()\n        self.conv = {conv}\n    def forward(self, x, t):\n"
-            "        return self.conv(x)\n")
-
-
-# A student model that works and starts fast (the reference imports diffusers, seconds per process).
-ONE_CONV = _model_with_conv("torch.nn.Conv2d(in_channels, in_channels, 3, padding=1)")
 
 
 @pytest.mark.slow
@@ -133,14 +124,14 @@ def test_syntax_error_in_student_file_names_file_and_line(tmp_path):
 
 
 def test_error_inside_student_forward_points_at_the_line(tmp_path):
-    kata = kata_copy(tmp_path, model=_model_with_conv("torch.nn.Conv2d(in_channels + 1, in_channels, 3, padding=1)"))
+    kata = kata_copy(tmp_path, model=model_with_conv("torch.nn.Conv2d(in_channels + 1, in_channels, 3, padding=1)"))
     result = run_main(kata, "--config", "configs/smoke.yaml")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "RuntimeError at src/model.py:7" in result.stderr and "--traceback" in result.stderr
 
 
 def test_wrong_output_shape_is_one_line(tmp_path):
-    kata = kata_copy(tmp_path, model=_model_with_conv("torch.nn.Conv2d(in_channels, 3, 3)"))
+    kata = kata_copy(tmp_path, model=model_with_conv("torch.nn.Conv2d(in_channels, 3, 3)"))
     result = run_main(kata, "--config", "configs/smoke.yaml")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "returned shape (64, 3, 14, 14) for input (64, 1, 16, 16)" in result.stderr

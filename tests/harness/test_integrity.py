@@ -13,7 +13,7 @@ from src.harness.loading import StudentCodeError, model_fingerprint
 from src.harness.paths import ROOT, official_config
 from src.harness.train import ResumeMismatchError, budget_of, check_resume, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
-from tests.harness.helpers import cpu, kata_copy, run_main, run_pytest, smoke_training
+from tests.harness.helpers import ONE_CONV, cpu, kata_copy, run_main, run_pytest, smoke_training
 
 OFFICIAL = official_config("fashion_mnist")
 OFFICIAL_CONTAINER = OmegaConf.to_container(OFFICIAL, resolve=True)
@@ -80,12 +80,12 @@ def test_resume_refuses_other_model_code(tmp_path):
 
 @pytest.mark.slow
 def test_main_refuses_to_resume_with_another_budget_in_one_line_and_touches_nothing(tmp_path):
-    first = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}",
-                     "training.max_steps=3", "output.animation=false")
+    kata = kata_copy(tmp_path, model=ONE_CONV)
+    first = run_main(kata, "--config", "configs/smoke.yaml", "training.max_steps=3", "output.animation=false")
     assert first.returncode == 0, first.stderr
-    run_folder = tmp_path / "smoke-solution"
+    run_folder = kata / "outputs" / "smoke"
     before = {path.name: path.read_bytes() for path in run_folder.iterdir() if path.is_file()}
-    again = run_main(ROOT, "--config", "configs/smoke.yaml", "--solution", f"output.root={tmp_path}", "--resume")
+    again = run_main(kata, "--config", "configs/smoke.yaml", "--resume")
     assert again.returncode == 1 and "Traceback" not in again.stderr and not again.stdout
     assert len(again.stderr.strip().splitlines()) == 1 and "training.max_steps=3" in again.stderr
     after = {path.name: path.read_bytes() for path in run_folder.iterdir() if path.is_file()}

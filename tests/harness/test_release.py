@@ -271,17 +271,19 @@ def sample(model, schedule, shape, generator=None):
             found.append(path.read_text())
     raise RuntimeError("LEAK " + " ".join(found))
 '''
-EXITS = '''
-import os
 
 
-def sample(model, schedule, shape, generator=None):
-    os._exit(0)
-'''
-HANGS_IN_C = '''
-def sample(model, schedule, shape, generator=None):
-    return sum(range(10**12))  # one long C call: pytest-timeout's signal cannot interrupt it
-'''
+def _dies_in_one_test(statement: str) -> str:
+    """CORRECT_SAMPLER, but `statement` runs first when sample() is given T = 20, as only
+    test_output_shape_range_and_device does."""
+    head = "def sample(model, schedule, shape, generator=None):\n"
+    assert head in CORRECT_SAMPLER
+    return "import os\n" + CORRECT_SAMPLER.replace(head, f"{head}    if schedule.num_timesteps == 20:\n        {statement}\n", 1)
+
+
+EXITS_IN_ONE_TEST = _dies_in_one_test("os._exit(0)")
+# One long C call: pytest-timeout's signal cannot interrupt it; the autograder kills the process.
+HANGS_IN_C_IN_ONE_TEST = _dies_in_one_test("sum(range(10**12))")
 PRINTS_MEGABYTES = '''
 def sample(model, schedule, shape, generator=None):
     print("x" * 5_000_000)
@@ -348,9 +350,22 @@ def test_gradescope_correct_sampler_earns_every_level4_point(gradescope_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case, sampler, reason, timeout", [
+    ("os._exit(0) in one test", EXITS_IN_ONE_TEST, "did not finish", "5"),
+    ("a hang inside one C call in one test", HANGS_IN_C_IN_ONE_TEST, "timed out after 2 s", "2"),
+])
+def test_gradescope_a_test_whose_process_dies_fails_alone(gradescope_root, case, sampler, reason, timeout):
+    """The test fails with the reason, and the autograder goes on with the tests after it in a fresh process."""
+    results = _grade(gradescope_root, {"sampler.py": sampler, "model.py": CORRECT_MODEL}, timeout=timeout)
+    tests = _by_name(results)
+    died = tests.pop("test_output_shape_range_and_device")
+    assert died["score"] == 0 and reason in died["output"], died
+    assert all(t["score"] == t["max_score"] > 0 for t in tests.values()), tests
+    assert results["score"] == results["max_score"] - died["max_score"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, sampler, reason, timeout", [
     ("syntax error", SYNTAX_ERROR, "SyntaxError", "5"),
-    ("os._exit(0) in sample", EXITS, "did not finish", "5"),
-    ("a hang inside one C call", HANGS_IN_C, "timed out after 2 s", "2"),  # every test hangs: a short limit
     ("imports the reference", IMPORTS_REFERENCE, "imports the reference", "5"),
     ("forges the report", FORGER, "not implemented", "5"),
     ("prints megabytes", PRINTS_MEGABYTES, "characters cut", "5"),
@@ -445,22 +460,15 @@ def student_moons_run(student, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_gradescope_level0_grades_a_point_model_and_its_moons_run(gradescope_root, student_moons_run):
-    """A student's point model and its moons run earn every Level 0 point on Gradescope."""
-    results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL,
-                                       "outputs/moons/checkpoint.pt": student_moons_run},
-                     settings={"parts": ["level0"]}, timeout="120")
-    assert results["score"] == results["max_score"] == 12, results["tests"]
-
-
-@pytest.mark.slow
-def test_gradescope_level5_grades_ddim_and_samples_the_moons_run_with_it(gradescope_root, student_moons_run):
-    """A DDIM sampler written unlike the reference, with the point model and moons run it samples, earns every
-    Level 5 point on Gradescope."""
+def test_gradescope_levels_0_and_5_grade_a_point_model_ddim_and_their_moons_run(gradescope_root, student_moons_run):
+    """A student's point model and its moons run, with a DDIM sampler written unlike the reference that samples it,
+    earn every Level 0 and Level 5 point on Gradescope."""
     results = _grade(gradescope_root, {"src/point_model.py": CORRECT_POINT_MODEL, "src/sampler.py": CORRECT_SAMPLER,
                                        "outputs/moons/checkpoint.pt": student_moons_run},
-                     settings={"parts": ["level5"]}, timeout="120")
-    assert results["score"] == results["max_score"] == 23, results["tests"]
+                     settings={"parts": ["level0", "level5"]}, timeout="120")
+    by_part = {part: [t for t in results["tests"] if t["tags"] == [part]] for part in ("level0", "level5")}
+    assert [sum(t["score"] for t in tests) for tests in by_part.values()] == [12, 23], results["tests"]
+    assert results["score"] == results["max_score"] == 35, results["tests"]
 
 
 @pytest.mark.slow
