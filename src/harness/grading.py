@@ -107,7 +107,7 @@ def _checked(cls):
         check_prediction(prediction, x)
         return prediction
 
-    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__, "__wrapped__": cls})
 
 
 def _parameters_on_meta_device(cls, example: tuple) -> int | None:

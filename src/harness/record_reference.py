@@ -21,7 +21,6 @@ current reference code and recipe, that its recorded scores are its own, and ret
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ from src.harness.loading import build_model, import_implementation
 from src.harness.paths import ROOT, official_config
 from src.harness.policy import SHORT_RUN_STEPS
 from src.harness.runtime import Runtime, describe_cpu
+from src.harness.short_run import short_run
 from src.harness.train import load_checkpoint, save_checkpoint
 from tests.graded import recorded
 from tests.graded.runs import REFERENCE_SCORES, checkpoint_path, command, provenance_problem, reference_run_path
@@ -44,10 +44,7 @@ def reference_parameters() -> dict[str, int]:
 
 
 def reference_short_run() -> dict:
-    from tests.graded.test_training import _short_run
-
-    with tempfile.TemporaryDirectory() as workdir:
-        before, after = _short_run(import_implementation("model", solution=True).DiffusionModel, Path(workdir))
+    before, after = short_run(import_implementation("model", solution=True).DiffusionModel)
     return {"before": before, "after": after, "steps": SHORT_RUN_STEPS,
             "precision": Runtime.choose("cpu").precision, "torch": torch.__version__.split("+")[0]}
 

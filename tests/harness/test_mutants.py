@@ -118,9 +118,9 @@ def test_model_mutant_is_caught(mutant, graded_test, params, reason):
         graded_test(model_class=small(mutant), **params)
 
 
-def test_a_model_that_does_not_learn_fails_the_training_test(tmp_path_factory):
+def test_a_model_that_does_not_learn_fails_the_training_test():
     with pytest.raises(AssertionError, match="should fall below"):
-        test_training.test_loss_decreases(PredictsAConstant, tmp_path_factory)
+        test_training.test_loss_decreases(PredictsAConstant)
 
 
 # -------------------------------------------------------------------------------------------- samplers
