@@ -106,5 +106,6 @@ def test_moons_samples_have_the_datas_shape(point_model_class, solution):
     samples = evaluation_points(model, make_objective(run_cfg.diffusion), nullcontext)
     reasons = judge_points(point_quality(samples, data.train, data.val), "moons")
     assert not reasons, "; ".join(reasons) + (
-        " (the budget is fixed: what helps is the network, see the README's Level 0 chapter; then rerun "
-        f"`{command('moons', solution)} --overwrite`)")
+        " (the budget is fixed: what helps is the network. A cloud around the moons usually means too small a "
+        "network: give it three hidden layers of 64 to 128 units, as the stub says; ReLU learns the sharp ends "
+        f"fastest. Then rerun `{command('moons', solution)} --overwrite`)")
