@@ -28,11 +28,12 @@ from calibration.train_zoo import ZOO_CONFIGS, zoo_run_dir
 from calibration.zoo import ZOO_MODELS
 from src.harness.cli import output_dir
 from src.harness.conditioning import conditioning_of
+from src.harness.config import official_config
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
-from src.harness.loading import build_model
+from src.harness.kinds import build_model
 from src.harness.objective import make_objective
-from src.harness.paths import ROOT, official_config
+from src.harness.paths import ROOT
 from src.harness.policy import EVAL_SAMPLES, THRESHOLDS, bars_of
 from src.harness.quality import edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference, sample_quality
 from src.harness.runtime import Runtime

@@ -24,10 +24,11 @@ from pathlib import Path
 import torch
 
 from calibration.point_zoo import POINT_ZOO
+from src.harness.config import official_config
 from src.harness.data import load_data
 from src.harness.loading import import_implementation
 from src.harness.objective import make_objective
-from src.harness.paths import ROOT, official_config
+from src.harness.paths import ROOT
 from src.harness.points import chamfer_ratio, evaluation_points, judge_points, point_quality, scatter_picture
 from src.harness.policy import EVAL_STEPS, POINT_EVAL_SAMPLES
 from src.harness.runtime import Runtime

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.harness.manifest import student_files
 from src.harness.paths import ROOT
 from src.harness.policy import AUTOGRADED_PARTS
 
@@ -124,8 +125,6 @@ def integrity(found: dict, settings: dict) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------ the work kata
 
 def build_work_kata(work: Path, found: dict) -> Path:
-    from src.harness.release import student_files
-
     kata = work / "kata"
     if work.exists():
         shutil.rmtree(work)

@@ -18,9 +18,9 @@ from src.harness.config import Config, ConfigError, load_config
 from src.harness.data import DATASETS, DataError, load_data, model_input
 from src.harness.distributed import DistributedError, Processes
 from src.harness.figures import save_animation, schedule_figure
-from src.harness.loading import (StudentCodeError, build_model, describe_exception, model_fingerprint, stub_message,
-                                student_location, trained_code)
-from src.harness.kinds import kind_of
+from src.harness.kinds import build_model, kind_of, trained_code
+from src.harness.loading import (StudentCodeError, describe_exception, model_fingerprint, stub_message,
+                                student_location)
 from src.harness.monitor import RunMonitor
 from src.harness.objective import make_objective
 from src.harness.quality import evaluation_samples

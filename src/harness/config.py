@@ -14,6 +14,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from src.harness.paths import CONFIGS
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, misspelt, of the wrong type or out of range."""
@@ -155,6 +157,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
         cfg.output.name = Path(path).stem if path is not None else "run"
     validate(cfg)
     return cfg
+
+
+def official_config(name: str, overrides=()) -> DictConfig:
+    """configs/<name>.yaml, loaded and validated, plus `key=value` overrides."""
+    return load_config(CONFIGS / f"{name}.yaml", overrides)
 
 
 def _read_yaml(path: Path) -> DictConfig:

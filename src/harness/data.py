@@ -6,6 +6,7 @@ playground's points (src/harness/points.py) are float32 from the start.
 """
 
 import gzip
+import math
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -202,9 +203,35 @@ def _synthetic_shapes(n: int, channels: int, size: int, seed: int) -> tuple[torc
 
 # ------------------------------------------------------------------------------------------------ 2-D points
 
+# Seeds of the generated splits: the same points for every run, whatever the run's own seed.
+TRAIN_SEED, VAL_SEED = 0, 1
+
+
+def spiral(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Swiss roll seen from above: 1.75 turns, radius growing from 0.12 to 0.84. Points (n, 2), labels (n,) zeros."""
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    angle, radius = 3.5 * math.pi * u, 0.12 + 0.72 * u
+    points = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=1)
+    points += 0.03 * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return points.float(), torch.zeros(n, dtype=torch.long)
+
+
+def moons(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two interleaved half circles (scikit-learn's make_moons), scaled into [-1, 1]. Labels: which moon."""
+    labels = torch.randint(2, (n,), generator=generator)
+    angle = math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
+    outer = torch.stack([angle.cos(), angle.sin()], dim=1)
+    inner = torch.stack([1 - angle.cos(), 0.5 - angle.sin()], dim=1)
+    points = torch.where(labels.view(-1, 1) == 0, outer, inner)
+    points += 0.05 * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return ((points - torch.tensor([0.5, 0.25], dtype=torch.float64)) / 1.8).float(), labels
+
+
+SHAPES = {"spiral": (spiral, ["spiral"]), "moons": (moons, ["upper moon", "lower moon"])}
+
+
 def make_points(name: str) -> Callable:
-    """The loader of the 2-D dataset `name` (points.SHAPES): num_train and num_val points, each split from its seed."""
-    from src.harness.points import SHAPES, TRAIN_SEED, VAL_SEED
+    """The loader of the 2-D dataset `name` (SHAPES): num_train and num_val points, each split from its seed."""
 
     def load(cfg) -> Data:
         draw, classes = SHAPES[name]

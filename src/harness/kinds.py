@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
+from src.harness.conditioning import conditioning_of
 from src.harness.data import DATASETS, model_input, to_uint8
+from src.harness.loading import import_implementation
 
 
 class Images:
@@ -96,3 +98,18 @@ KINDS = {"images": Images, "points": Points}
 def kind_of(dataset: str):
     """The kind (Images or Points) of the dataset named `dataset`."""
     return KINDS[DATASETS[dataset].kind]
+
+
+def trained_code(cfg) -> tuple[str, ...]:
+    """The student files (keys of STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
+    network (model or point_model), and flow for flow matching (Level 7)."""
+    return (kind_of(cfg.data.name).module,) + (("flow",) if cfg.diffusion.objective == "flow" else ())
+
+
+def build_model(cfg, solution: bool):
+    """The network for the run config's dataset: DiffusionModel(channels, image_size) for images (the reference also
+    takes the `model` config's architecture; a class-conditional run adds num_classes), PointModel(2) for points."""
+    kind = kind_of(cfg.data.name)
+    cls = getattr(import_implementation(kind.module, solution), kind.class_name)
+    arguments = (dict(cfg.model) if solution else {}) | conditioning_of(cfg).model_arguments
+    return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)

@@ -2,7 +2,7 @@
 
 A trained run is a config whose checkpoint (`main.py --config configs/<config>.yaml`) a level's tests load. For
 the reference (`pytest --solution`) each run is recorded once, EMA weights only, in src/solution/runs/
-(`uv run python -m src.harness.record_reference --runs`), so the suite grades a real reference run without
+(`uv run python -m tests.graded.record --runs`), so the suite grades a real reference run without
 training it; the runs marked `retrained_in_ci` are also trained from scratch by the full suite and compared with
 their recording (tests/harness/test_reference_runs.py). Their measured cost is declared here, and
 tests/harness/test_reference_runs.py fails when the suite's retraining would exceed CI_TRAINING_BUDGET_MINUTES.

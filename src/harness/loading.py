@@ -102,17 +102,9 @@ def check_prediction(prediction, x) -> None:
                                "do not move tensors to a device yourself: the harness moves the whole model")
 
 
-def trained_code(cfg) -> tuple[str, ...]:
-    """The student files (keys of STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
-    network (model or point_model), and flow for flow matching (Level 7)."""
-    from src.harness.kinds import kind_of
-
-    return (kind_of(cfg.data.name).module,) + (("flow",) if cfg.diffusion.objective == "flow" else ())
-
-
 def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT, solution: bool = False) -> str:
     """A hash of the code of src/<module>.py (with `solution`, src/solution/<module>.py) for each of `modules` (see
-    trained_code) and src/utils.py, blind to comments, docstrings and formatting.
+    kinds.trained_code) and src/utils.py, blind to comments, docstrings and formatting.
 
     main.py records it in a run's checkpoint and the level tests compare it with the files being graded, so a
     checkpoint counts only for the code that trained it (editing a comment is fine).
@@ -132,16 +124,3 @@ def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT, 
                 node.body = body[1:] or [ast.Pass()]
         digest.update(ast.dump(tree).encode())
     return digest.hexdigest()
-
-
-def build_model(cfg, solution: bool):
-    """The network for the run config's dataset: DiffusionModel(channels, image_size) for images (the reference also
-    takes the `model` config's architecture; a class-conditional run adds num_classes), PointModel(2) for points."""
-    from src.harness.conditioning import conditioning_of
-    from src.harness.data import DATASETS
-    from src.harness.kinds import kind_of
-
-    kind = kind_of(cfg.data.name)
-    cls = getattr(import_implementation(kind.module, solution), kind.class_name)
-    arguments = (dict(cfg.model) if solution else {}) | conditioning_of(cfg).model_arguments
-    return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)

@@ -1,4 +1,4 @@
-"""Where things are: the kata's root, its official configs, and the shared data folder beside a checkout."""
+"""Where things are: the kata's root, its official configs' folder, and the shared data folder beside a checkout."""
 
 import os
 from pathlib import Path
@@ -8,9 +8,3 @@ CONFIGS = ROOT / "configs"
 # The offline data root: KATA_DATA_ROOT, else ../shared/data beside the checkout (as in CI).
 SHARED_DATA = Path(os.environ.get("KATA_DATA_ROOT", ROOT.parent / "shared" / "data"))
 
-
-def official_config(name: str, overrides=()):
-    """configs/<name>.yaml, loaded and validated, plus `key=value` overrides."""
-    from src.harness.config import load_config
-
-    return load_config(CONFIGS / f"{name}.yaml", overrides)

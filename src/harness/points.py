@@ -1,41 +1,14 @@
-"""The 2-D playground (Level 0): point datasets made from a seed, their pictures, and how close samples are to them.
+"""The 2-D playground (Level 0): pictures of point datasets (data.py makes them) and how close samples are to them.
 
 A "sample" here is a point (x, y) instead of an image, so the whole forward and reverse process fits in a
 scatter plot and a run trains in seconds. Points lie within [-1, 1], like images in the model's range.
 """
 
 import io
-import math
 
 import torch
 
 from src.harness.policy import EVAL_STEPS, POINT_EVAL_SAMPLES, THRESHOLDS
-
-# Seeds of the generated splits: the same points for every run, whatever the run's own seed.
-TRAIN_SEED, VAL_SEED = 0, 1
-
-
-def spiral(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A Swiss roll seen from above: 1.75 turns, radius growing from 0.12 to 0.84. Points (n, 2), labels (n,) zeros."""
-    u = torch.rand(n, generator=generator, dtype=torch.float64)
-    angle, radius = 3.5 * math.pi * u, 0.12 + 0.72 * u
-    points = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=1)
-    points += 0.03 * torch.randn(n, 2, generator=generator, dtype=torch.float64)
-    return points.float(), torch.zeros(n, dtype=torch.long)
-
-
-def moons(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two interleaved half circles (scikit-learn's make_moons), scaled into [-1, 1]. Labels: which moon."""
-    labels = torch.randint(2, (n,), generator=generator)
-    angle = math.pi * torch.rand(n, generator=generator, dtype=torch.float64)
-    outer = torch.stack([angle.cos(), angle.sin()], dim=1)
-    inner = torch.stack([1 - angle.cos(), 0.5 - angle.sin()], dim=1)
-    points = torch.where(labels.view(-1, 1) == 0, outer, inner)
-    points += 0.05 * torch.randn(n, 2, generator=generator, dtype=torch.float64)
-    return ((points - torch.tensor([0.5, 0.25], dtype=torch.float64)) / 1.8).float(), labels
-
-
-SHAPES = {"spiral": (spiral, ["spiral"]), "moons": (moons, ["upper moon", "lower moon"])}
 
 
 def chamfer_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -166,7 +139,6 @@ def paths_picture(runs: list[tuple[str, torch.nn.Module, object]], data: torch.T
     import matplotlib.pyplot as plt
 
     from src.harness.figures import TrajectoryRecorder
-    from src.harness.kinds import Points
 
     fig, axes = plt.subplots(2, len(runs), figsize=(3.4 * len(runs), 7), squeeze=False)
     for column, (title, model, objective) in enumerate(runs):
@@ -175,7 +147,7 @@ def paths_picture(runs: list[tuple[str, torch.nn.Module, object]], data: torch.T
         T = objective.schedule.num_timesteps
         training = torch.stack([objective.noised(x0, torch.full((num_paths,), t), noise) for t in range(T - 1, -1, -1)])
         _paths(axes[0][column], torch.cat([training, x0[None]]), data, f"{title}: training paths")
-        recorder = TrajectoryRecorder(model.eval(), Points.keep)
+        recorder = TrajectoryRecorder(model.eval(), lambda x: x.detach().float().cpu())
         generator = torch.Generator(objective.schedule.betas.device).manual_seed(seed)
         samples = objective.fast_sampler(recorder, (num_paths, 2), generator, EVAL_STEPS).float().cpu()
         _paths(axes[1][column], torch.stack([*recorder.inputs, samples]), data, f"{title}: sampling paths")

@@ -7,7 +7,7 @@ tests/harness/test_grading.py fails when a sum there no longer matches the tests
 Changing a value here changes students' grades. The bars of Levels 1 and 3 (THRESHOLDS) were calibrated
 (`uv run python -m calibration.calibrate <dataset>`; tests/harness/test_calibration.py keeps a person's verdicts
 true); the basics' short run and the sampler trace are compared with recorded reference values
-(`uv run python -m src.harness.record_reference`; tests/harness/test_recorded.py says when they are stale).
+(`uv run python -m tests.graded.record`; tests/harness/test_recorded.py says when they are stale).
 
 Imported by the pytest plugin in every pytest run, before any test: keep it free of torch and of the rest of
 the harness (but for src/harness/levels.py, the registry of levels, as light).
@@ -46,7 +46,7 @@ PARAMETER_BUDGET = 4
 
 # Training steps of the short run (seed 0, 512 synthetic 28x28 images): the reference's validation loss falls to
 # 7% of its start in them (tests/graded/recorded/reference.json), in tens of seconds on a CPU. Changing it changes
-# the recorded losses: rerun record_reference.
+# the recorded losses: rerun tests/graded/record.py.
 SHORT_RUN_STEPS = 40
 # The validation loss must fall below this fraction of its starting value: a loose bar, far above where the
 # reference ends, that a model which does not learn (the meta-tests' constant predictor) stays above.

@@ -4,7 +4,7 @@
     uv run python -m src.harness.release gradescope OUT.zip   # the Gradescope autograder bundle
 
 Both first run the graded suite (and the hidden tests) on the reference, and refuse to build unless it is
-green. The student build leaves out everything that gives an answer away (INSTRUCTOR_ONLY), rewrites the
+green. The student build leaves out everything that gives an answer away (manifest.INSTRUCTOR_ONLY), rewrites the
 README and docs/performance.md for students (STUDENT_REWRITTEN), and checks that no file it wrote contains
 a line of the reference implementation.
 """
@@ -20,20 +20,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from src.harness.autograder import DEFAULT_SETTINGS
+from src.harness.config import official_config
 from src.harness.data import DataNotFoundError, load_data
-from src.harness.paths import ROOT, official_config
+from src.harness.manifest import bundle_files, student_files
+from src.harness.paths import ROOT
 
 
-# Paths (a folder ends with "/") that stay in the instructor repository.
-INSTRUCTOR_ONLY = (
-    "src/solution/",  # the answers
-    "calibration/",  # correct Level 1 models and their samples
-    "tests/harness/",  # the harness's own tests: the mutant switchboard holds a complete DDPM sampler
-    "tests/hidden/",  # the instructor's hidden tests
-    "src/harness/release.py", "src/harness/record_reference.py",
-    "docs/instructors.md", ".ci/",
-)
-NEVER = (".git/", ".venv/", "outputs/", "data/", ".pytest_cache/")
 # Documents shipped to students with their instructor blocks dropped and their student blocks shown.
 STUDENT_REWRITTEN = ("README.md", "docs/performance.md")
 INSTRUCTOR_BLOCK = re.compile(r"<!-- instructor -->\n?.*?<!-- /instructor -->\n?", re.S)
@@ -42,28 +35,6 @@ STUDENT_BLOCK = re.compile(r"<!-- student\n(.*?)-->\n?", re.S)
 
 class ReleaseError(Exception):
     """The release cannot be built; the message says why."""
-
-
-def _listed(root: Path) -> list[str]:
-    """The repository's files: git's tracked and untracked-but-not-ignored ones, or every file outside NEVER."""
-    if (root / ".git").exists():
-        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=root,
-                             capture_output=True, check=True).stdout.decode()
-        return sorted(p for p in out.split("\0") if p and (root / p).is_file())
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc"))
-
-
-def _excluded(relative: str, patterns) -> bool:
-    return any(relative.startswith(p) if p.endswith("/") else relative == p for p in patterns)
-
-
-def instructor_files(root: Path = ROOT) -> list[str]:
-    return [p for p in _listed(root) if not _excluded(p, NEVER) and "__pycache__" not in p]
-
-
-def student_files(root: Path = ROOT) -> list[str]:
-    return [p for p in instructor_files(root) if not _excluded(p, INSTRUCTOR_ONLY)]
 
 
 def student_readme(text: str) -> str:
@@ -198,8 +169,6 @@ def build_gradescope(out_zip: Path, root: Path = ROOT, hidden: Path | None = Non
                      data_root: Path | None = None) -> list[str]:
     """Write the Gradescope bundle: setup.sh, run_autograder, settings.json, kata/ (with the reference),
     hidden_tests/ and, when a data folder holds it, Fashion-MNIST."""
-    from src.harness.autograder import DEFAULT_SETTINGS
-
     unknown = set(settings or {}) - set(DEFAULT_SETTINGS)
     if unknown:
         raise ReleaseError(f"unknown autograder settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
@@ -217,9 +186,7 @@ def build_gradescope(out_zip: Path, root: Path = ROOT, hidden: Path | None = Non
         text("setup.sh", SETUP_SH, 0o755)
         text("run_autograder", RUN_AUTOGRADER, 0o755)
         text("settings.json", json.dumps(DEFAULT_SETTINGS | (settings or {}), indent=2) + "\n")
-        for relative in instructor_files(root):
-            if _excluded(relative, ("calibration/", ".ci/", "tests/hidden/")):
-                continue
+        for relative in bundle_files(root):
             bundle.write(root / relative, f"kata/{relative}")
             names.append(f"kata/{relative}")
         if hidden is not None and hidden.is_dir():

@@ -1,14 +1,14 @@
 """The basics' short training run: a fixed-seed run on small synthetic data, whose loss must fall (graded in
-tests/graded/test_training.py against the reference's, recorded by record_reference)."""
+tests/graded/test_training.py against the reference's, recorded by tests/graded/record.py)."""
 
 import tempfile
 from pathlib import Path
 
 import torch
 
+from src.harness.config import official_config
 from src.harness.data import load_data, to_model_range
 from src.harness.objective import NoisePrediction
-from src.harness.paths import official_config
 from src.harness.policy import SHORT_RUN_STEPS
 from src.harness.runtime import Runtime
 from src.harness.schedule import NoiseSchedule

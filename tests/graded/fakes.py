@@ -1,7 +1,7 @@
 """Fake models that the graded sampler tests drive a student's samplers with, the fixed runs whose traces the
 reference's are compared on, and `jittered`, which the model tests probe a student's network with.
 
-Shared with the harness's own tests and src/harness/record_reference.py. Shipped to students with the graded tests
+Shared with the harness's own tests and tests/graded/record.py. Shipped to students with the graded tests
 (tests/graded/), so it holds nothing of the reference.
 """
 

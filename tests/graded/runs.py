@@ -8,15 +8,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from src.harness.cli import output_dir
-from src.harness.data import DATASETS, load_data, to_model_range
-from src.harness.kinds import kind_of
-from src.harness.levels import trained_runs
-from src.harness.loading import STUDENT_FILES, build_model, model_fingerprint, trained_code
-from src.harness.objective import NoisePrediction
-from src.harness.paths import ROOT, official_config
-from src.harness.schedule import NoiseSchedule
 from src.harness.conditioning import conditioning_of
-from src.harness.config import Config
+from src.harness.config import Config, official_config
+from src.harness.data import DATASETS, load_data, to_model_range
+from src.harness.kinds import build_model, kind_of, trained_code
+from src.harness.levels import trained_runs
+from src.harness.loading import STUDENT_FILES, model_fingerprint
+from src.harness.objective import NoisePrediction
+from src.harness.paths import ROOT
+from src.harness.schedule import NoiseSchedule
 from src.harness.train import budget_of, load_checkpoint, recorded_budget, total_steps
 
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
@@ -31,9 +31,9 @@ def checkpoint_path(config: str, solution: bool):
 
 
 # The reference's recorded runs (EMA weights and what main.py recorded; instructor repository only), one per run a
-# level grades (src/harness/levels.py), written by `uv run python -m src.harness.record_reference --runs`.
+# level grades (src/harness/levels.py), written by `uv run python -m tests.graded.record --runs`.
 REFERENCE_RUNS = ROOT / "src" / "solution" / "runs"
-RECORD_COMMAND = "uv run python -m src.harness.record_reference --runs"
+RECORD_COMMAND = "uv run python -m tests.graded.record --runs"
 
 
 def reference_run_path(config: str):

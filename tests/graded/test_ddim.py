@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from src.harness.config import official_config
 from src.harness.data import load_data
-from src.harness.paths import official_config
 from src.harness.points import judge_points, point_quality
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, DDIM_NOISE_TOLERANCE, DDIM_STOCHASTIC_GAUSSIAN_STEPS, EVAL_STEPS,
                                 GAUSSIAN_MOMENT_TOLERANCE, POINT_EVAL_SAMPLES, SAMPLER_TRAJECTORY_ATOL,

@@ -5,9 +5,9 @@ from contextlib import nullcontext
 import pytest
 import torch
 
+from src.harness.config import official_config
 from src.harness.data import load_data
 from src.harness.objective import make_objective
-from src.harness.paths import official_config
 from src.harness.points import evaluation_points, judge_points, point_quality
 from src.harness.policy import (FLOW_GAUSSIAN_STEPS, FLOW_PAIR_ATOL, GAUSSIAN_MOMENT_TOLERANCE,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL)

@@ -5,8 +5,8 @@ from functools import lru_cache
 import pytest
 import torch
 
+from src.harness.config import official_config
 from src.harness.guidance import guidance_scores
-from src.harness.paths import official_config
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, GUIDED_AGREEMENT,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL, UNGUIDED_AGREEMENT)
 from src.harness.runtime import Runtime

@@ -8,7 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from src.harness.paths import ROOT, SHARED_DATA, official_config
+from src.harness.config import official_config
+from src.harness.paths import ROOT, SHARED_DATA
 
 
 # Untouched stubs, as a student first sees them (the real files may already hold the student's work).
@@ -38,7 +39,7 @@ def smoke_training(tmp_path: Path, *overrides: str):
     import torch
 
     from src.harness.data import load_data
-    from src.harness.loading import build_model
+    from src.harness.kinds import build_model
     from src.harness.objective import NoisePrediction
     from src.harness.schedule import NoiseSchedule
 

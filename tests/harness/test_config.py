@@ -3,8 +3,8 @@
 import pytest
 
 from src.harness.cli import main
-from src.harness.config import ConfigError, load_config
-from src.harness.paths import ROOT, official_config
+from src.harness.config import ConfigError, load_config, official_config
+from src.harness.paths import ROOT
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

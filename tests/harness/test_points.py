@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.harness.config import ConfigError
+from src.harness.config import ConfigError, official_config
 from src.harness.data import DATASETS, load_data
-from src.harness.paths import ROOT, official_config
+from src.harness.paths import ROOT
 from src.harness.points import chamfer_distance
 from src.harness.schedule import NoiseSchedule
 from src.solution.sampler import sample as reference_sample

@@ -1,7 +1,7 @@
 """The recorded reference values (tests/graded/recorded/, src/harness/reference_scores.json) match src/solution/.
 
 The student release grades against these recordings instead of the reference, so a change to the reference,
-a config or a graded test that moves one of them must come with `uv run python -m src.harness.record_reference`.
+a config or a graded test that moves one of them must come with `uv run python -m tests.graded.record`.
 
 Tolerances, for float noise across CPUs and torch builds:
 - parameter counts: exact;
@@ -17,14 +17,14 @@ import json
 import pytest
 import torch
 
-from src.harness import record_reference
+from tests.graded import record as record_reference
 from src.harness.runtime import Runtime
 from tests.graded import recorded
 
 
 def test_recorded_parameter_counts_are_the_references():
     assert recorded.reference()["parameters"] == record_reference.reference_parameters(), (
-        "stale: run `uv run python -m src.harness.record_reference`")
+        "stale: run `uv run python -m tests.graded.record`")
 
 
 def _assert_same_trace(trace, recording, what: str) -> None:
@@ -70,7 +70,7 @@ def test_recorded_short_run_is_the_references():
         assert short[key] == pytest.approx(expected[key], rel=tolerance), (
             f"the reference's short-run loss '{key}' is {short[key]:.4f}, recorded {expected[key]:.4f} "
             f"({expected['precision']}; here {Runtime.choose('cpu').precision}): "
-            "rerun `uv run python -m src.harness.record_reference`")
+            "rerun `uv run python -m tests.graded.record`")
 
 
 def test_recordings_are_valid_json_and_tensors():

@@ -15,10 +15,11 @@ import os
 
 import pytest
 
+from src.harness.config import official_config
 from src.harness.data import DataNotFoundError
 from src.harness.levels import (CI_TRAINING_BUDGET_MINUTES, FASHION_MNIST, LEVELS, Level, TrainedRun, over_budget,
                                 trained_runs)
-from src.harness.paths import ROOT, official_config
+from src.harness.paths import ROOT
 from src.harness.policy import bars_of
 from src.harness.quality import judge
 from src.harness.train import load_checkpoint
@@ -48,7 +49,7 @@ def test_each_graded_run_is_recorded_by_the_current_reference(config):
 def test_recorded_runs_hold_only_what_grading_needs(config):
     state = load_checkpoint(reference_run_path(config))
     assert set(state) == {"ema", "step", "images_seen", "total_steps", "config", "budget", "solution",
-                          "model_fingerprint"}, "record runs with record_reference --runs: EMA weights, no optimiser"
+                          "model_fingerprint"}, "record runs with tests.graded.record --runs: EMA weights, no optimiser"
     assert os.path.getsize(reference_run_path(config)) < 8e6
 
 

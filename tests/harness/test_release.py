@@ -61,7 +61,7 @@ def student(tmp_path_factory):
 def test_student_build_holds_no_reference(student):
     files = {p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file()}
     for gone in ("src/solution/", "tests/harness/", "calibration/", "src/harness/release.py",
-                 "src/harness/record_reference.py", "docs/instructors.md"):
+                 "tests/graded/record.py", "docs/instructors.md"):
         assert not any(f.startswith(gone) for f in files), f"{gone} is in the student build"
     assert {"src/model.py", "src/sampler.py", "src/point_model.py", "src/flow.py", "configs/moons.yaml",
             "configs/moons_flow.yaml", "tests/graded/recorded/flow.pt",

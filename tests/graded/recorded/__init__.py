@@ -4,7 +4,7 @@
 `sampler_trace.pt` holds every model call of the reference sampler on the fixed RecordingModel (tests/graded/fakes.py)
 and seed; `flow.pt` the reference flow_matching_pair on fixed inputs and the model calls of its Euler sampler
 (Level 7); `ddim.pt` the model calls of its DDIM sampler at eta = 0 and 1 (Level 5); `guided.pt` those of its guided
-sampler on the fixed ConditionalRecordingModel at three guidance scales (Level 6). `uv run python -m src.harness.record_reference` (instructor repository only) rewrites them, and
+sampler on the fixed ConditionalRecordingModel at three guidance scales (Level 6). `uv run python -m tests.graded.record` (instructor repository only) rewrites them, and
 tests/harness/test_recorded.py recomputes them from src/solution/ and fails when one is stale.
 """
 

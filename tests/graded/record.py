@@ -1,6 +1,6 @@
 """Records the reference values the graded tests compare with (instructor repository only).
 
-    uv run python -m src.harness.record_reference
+    uv run python -m tests.graded.record
 
 rewrites tests/graded/recorded/: the reference DDPM and DDIM samplers' model calls on the fixed RecordingModel
 (tests/graded/fakes.py) and seed, the guided sampler's on the fixed ConditionalRecordingModel, the reference flow_matching_pair on fixed inputs and its Euler sampler's model calls,
@@ -8,7 +8,7 @@ the reference model's parameter count per official config, and the losses of tes
 reference. The student release ships these values, not src/solution/.
 tests/harness/test_recorded.py recomputes each of them and fails when one is stale.
 
-    uv run python -m src.harness.record_reference --runs [CONFIG ...]
+    uv run python -m tests.graded.record --runs [CONFIG ...]
 
 records the reference's trained runs instead (every run a level grades, src/harness/levels.py, or those named):
 each outputs/<config>-solution/ that `main.py --config configs/<config>.yaml --solution` wrote becomes
@@ -25,9 +25,11 @@ from pathlib import Path
 
 import torch
 
+from src.harness.config import official_config
+from src.harness.kinds import build_model
 from src.harness.levels import trained_runs
-from src.harness.loading import build_model, import_implementation
-from src.harness.paths import ROOT, official_config
+from src.harness.loading import import_implementation
+from src.harness.paths import ROOT
 from src.harness.policy import SHORT_RUN_STEPS
 from src.harness.runtime import Runtime, describe_cpu
 from src.harness.short_run import short_run
@@ -112,7 +114,7 @@ def record_run(config: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m src.harness.record_reference", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.graded.record", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", nargs="*", metavar="CONFIG",
                         help="record the reference's trained runs (all that a level grades, or these configs)")
     args = parser.parse_args(argv)
