@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.harness.levels import STUDENT_FILES, parts_grading, trained_runs
 from src.harness.manifest import student_files
 from src.harness.paths import ROOT
 from src.harness.policy import AUTOGRADED_PARTS
@@ -40,18 +41,11 @@ DEFAULT_SETTINGS = {
     "hidden_visibility": "after_published",  # the visibility of a hidden test that sets none
     "unprivileged_user": "nobody",
 }
-# graded on src/point_model.py (and its moons, moons_flow checkpoints; Level 5 samples the moons run with DDIM)
-POINT_MODEL_PARTS = {"level0", "level5", "level7"}
-# graded on src/model.py (and its checkpoints; Levels 6 and 7 grade it trained with labels and with flow matching)
-MODEL_PARTS = {"basics", "level1", "level2", "level3", "level6", "level7"}
-SAMPLER_PARTS = {"level4", "level5", "level6"}  # src/sampler.py's sample, ddim_sample and guided_sample
-FLOW_PARTS = {"level7"}  # graded on src/flow.py (and the moons_flow and fashion_mnist_flow checkpoints it trained)
-GRADED_FILES = (("point_model", POINT_MODEL_PARTS), ("model", MODEL_PARTS), ("sampler", SAMPLER_PARTS),
-                ("flow", FLOW_PARTS))
+# Each student file, and the parts whose tests grade it: a forbidden import in the file zeroes them.
+GRADED_FILES = tuple((file.name, parts_grading(file.name)) for file in STUDENT_FILES)
 LIBRARY_MODULES = ("diffusers",)  # ready-made networks and samplers
 REFERENCE_MODULES = ("src.solution", "solution")
-CONFIGS_WITH_CHECKPOINTS = ("moons", "moons_flow", "fashion_mnist", "fashion_mnist_flow", "fashion_mnist_cfg",
-                            "cifar10")
+CONFIGS_WITH_CHECKPOINTS = tuple(trained_runs())  # outputs/<config>/checkpoint.pt in a submission
 
 
 def paths(root: Path | None = None) -> dict:

@@ -1,4 +1,7 @@
-"""The levels of the kata, one entry each: the part of the grade table it is, and the trained runs its tests grade.
+"""The levels of the kata, one entry each: the part of the grade table it is, the student files it grades, the trained
+runs its tests grade and its steps in GitHub Classroom. Every list of the harness that names levels, student files
+or graded configs is derived from here (policy.PARTS and AUTOGRADED_PARTS, the Gradescope autograder's files and
+checkpoints, loading.STUDENT_FILES and its stub messages, .github/workflows/classroom.yml via src/harness/classroom.py).
 
 A trained run is a config whose checkpoint (`main.py --config configs/<config>.yaml`) a level's tests load. For
 the reference (`pytest --solution`) each run is recorded once, EMA weights only, in src/solution/runs/
@@ -26,10 +29,42 @@ class TrainedRun:
 
 
 @dataclass(frozen=True)
+class StudentFile:
+    """A file the student writes, src/<name>.py (the reference's: src/solution/<name>.py), and what the one-line
+    message for its stub (a NotImplementedError raised there) asks."""
+
+    name: str
+    asks: str  # "" for the stub's own message (the sampler's names the function and its level)
+    otherwise: str = ""  # the way around it; empty: "run with --solution", where the reference is present
+
+
+STUDENT_FILES = (
+    StudentFile("point_model", "implement PointModel there (Level 0, see the README)"),
+    StudentFile("model", "implement DiffusionModel there (Level 1, see the README)"),
+    StudentFile("sampler", "", "run without --custom-sampler and sampling.sampler to draw the final samples with the "
+                               "harness's own sampler"),
+    StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7, see the README)"),
+)
+
+
+@dataclass(frozen=True)
+class ClassroomStep:
+    """One step of GitHub Classroom's workflow: `src.harness.verdict PART [-k SELECT]`, all or nothing. The first step
+    (in the order of LEVELS) that grades a run trains it first, as its setup command."""
+
+    name: str
+    select: str = ""  # a pytest -k expression within the level's tests; its words also name the step
+    runs: tuple[str, ...] | None = None  # the configs of the trained runs its tests grade; None: all its level's
+    minutes: int = 10  # the step's timeout, beside what training its runs adds (classroom.py)
+
+
+@dataclass(frozen=True)
 class Level:
     part: str  # the pytest marker of its graded tests, and its row of the grade table
     title: str
+    files: tuple[str, ...]  # the student files (StudentFile.name) its tests grade: a forbidden import there zeroes it
     runs: tuple[TrainedRun, ...] = ()
+    steps: tuple[ClassroomStep, ...] = ()  # empty: not autograded online (Classroom, Gradescope's default parts)
 
 
 # Minutes of reference training the full suite (`pytest --solution`, CI) may do from scratch, summed over the runs
@@ -43,19 +78,34 @@ MOONS = TrainedRun("moons", fp32_minutes=0.6, bf16_minutes=0.6)
 FASHION_MNIST = TrainedRun("fashion_mnist", fp32_minutes=17.0, bf16_minutes=6.4, retrained_in_ci=True)
 
 LEVELS = (
-    Level("level0", "2-D points: the point model and its samples", (MOONS,)),
-    Level("basics", "the model's contract and a short training run"),
-    Level("level1", "Fashion-MNIST samples, up to reference quality", (FASHION_MNIST,)),
-    Level("level2", "validation loss at most the reference's", (FASHION_MNIST,)),
-    Level("level3", "recognisable CIFAR-10 samples",
+    Level("level0", "2-D points: the point model and its samples", ("point_model",), (MOONS,), steps=(
+        ClassroomStep("Level 0 (train your point model on the two moons, then its contract and samples)"),)),
+    Level("basics", "the model's contract and a short training run", ("model",), steps=(
+        ClassroomStep("Basics (model contract, loss decreases)", minutes=15),)),
+    Level("level1", "Fashion-MNIST samples, up to reference quality", ("model",), (FASHION_MNIST,), steps=(
+        ClassroomStep("Level 1 (train your model on Fashion-MNIST, then recognisable samples)", "recognisable"),
+        ClassroomStep("Level 1 (samples as good as the reference's, from the same run)", "as_good_as"))),
+    Level("level2", "validation loss at most the reference's", ("model",), (FASHION_MNIST,), steps=(
+        ClassroomStep("Level 2 (the validation loss of Level 1's run against the reference's)"),)),
+    Level("level3", "recognisable CIFAR-10 samples", ("model",),
           (TrainedRun("cifar10", fp32_minutes=120.0, bf16_minutes=48.0, recorded=False),)),
-    Level("level4", "your own DDPM sampler"),
-    Level("level5", "your own DDIM sampler", (MOONS,)),
-    Level("level6", "class conditioning and classifier-free guidance",
-          (TrainedRun("fashion_mnist_cfg", fp32_minutes=11.4, bf16_minutes=2.6),)),
-    Level("level7", "flow matching: its pair, Euler sampler, 2-D and Fashion-MNIST runs",
+    Level("level4", "your own DDPM sampler", ("sampler",), steps=(
+        ClassroomStep("Level 4 (your DDPM sampler)"),)),
+    Level("level5", "your own DDIM sampler", ("sampler", "point_model"), (MOONS,), steps=(
+        ClassroomStep("Level 5 (your DDIM sampler; its last test samples Level 0's moons run)"),)),
+    Level("level6", "class conditioning and classifier-free guidance", ("model", "sampler"),
+          (TrainedRun("fashion_mnist_cfg", fp32_minutes=11.4, bf16_minutes=2.6),), steps=(
+        ClassroomStep("Level 6 (the class-conditional contract of your model and your guided sampler)",
+                      "not trained_run", runs=()),
+        ClassroomStep("Level 6 (train your model on Fashion-MNIST with labels, then its guided samples)",
+                      "trained_run"))),
+    Level("level7", "flow matching: its pair, Euler sampler, 2-D and Fashion-MNIST runs", ("flow", "model", "point_model"),
           (TrainedRun("moons_flow", fp32_minutes=0.6, bf16_minutes=0.6),
-           TrainedRun("fashion_mnist_flow", fp32_minutes=17.0, bf16_minutes=6.0))),
+           TrainedRun("fashion_mnist_flow", fp32_minutes=17.0, bf16_minutes=6.0)), steps=(
+        ClassroomStep("Level 7 (train your point model with your flow matching on the two moons, then the flow "
+                      "tests)", "not fashion_mnist", runs=("moons_flow",)),
+        ClassroomStep("Level 7 (train your model on Fashion-MNIST with your flow matching, then its samples)",
+                      "fashion_mnist", runs=("fashion_mnist_flow",)))),
 )
 
 
@@ -77,3 +127,14 @@ def over_budget(levels=LEVELS, budget=None) -> list[str]:
             reasons.append(f"the suite would retrain {names} in {precision}: {cost:g} minutes, over its budget of "
                            f"{minutes:g}; record the run instead (retrained_in_ci=False) or make it cheaper")
     return reasons
+
+
+def autograded_parts(levels=LEVELS) -> tuple[str, ...]:
+    """The parts graded online: those with Classroom steps, which Gradescope's default settings grade too (not
+    Level 3: it needs the CIFAR-10 data and, in Classroom, a CIFAR-10 run of about an hour on a CPU)."""
+    return tuple(level.part for level in levels if level.steps)
+
+
+def parts_grading(file: str, levels=LEVELS) -> set[str]:
+    """The parts whose tests grade the student file `file` (a StudentFile.name)."""
+    return {level.part for level in levels if file in level.files}

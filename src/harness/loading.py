@@ -6,10 +6,11 @@ import importlib
 import traceback
 from pathlib import Path
 
+from src.harness import levels
 from src.harness.paths import ROOT
 
-STUDENT_FILES = {"model": "src/model.py", "point_model": "src/point_model.py", "sampler": "src/sampler.py",
-                 "flow": "src/flow.py", "utils": "src/utils.py"}
+# {name: path} of the files a student writes (levels.STUDENT_FILES), and src/utils.py which they may share.
+STUDENT_FILES = {file.name: f"src/{file.name}.py" for file in levels.STUDENT_FILES} | {"utils": "src/utils.py"}
 
 
 class StudentCodeError(Exception):
@@ -44,22 +45,14 @@ def import_implementation(name: str, solution: bool = False):
 
 
 def stub_message(err: NotImplementedError) -> str:
-    """The friendly message for an unimplemented stub, naming the file it sits in."""
+    """The friendly message for an unimplemented stub, naming the file it sits in and what it asks."""
     where = student_location(err)
-    if where and where[0] == STUDENT_FILES["sampler"]:
-        asked = str(err).rstrip(".") or "implement it"
-        return (f"src/sampler.py is still a stub: {asked[0].lower()}{asked[1:]}, or run without --custom-sampler "
-                "and sampling.sampler to draw the final samples with the harness's own sampler.")
-    if where and where[0] == STUDENT_FILES["flow"]:
-        return ("src/flow.py is still a stub: implement flow_matching_pair and euler_sample there (Level 7, see the "
-                "README)" + (", or run with --solution to use the reference's." if reference_available() else "."))
-    if where and where[0] == STUDENT_FILES["point_model"]:
-        return ("src/point_model.py is still a stub: implement PointModel there (Level 0, see the README)"
-                + (", or run with --solution to train the reference point model." if reference_available() else "."))
-    if not reference_available():
-        return "src/model.py is still a stub: implement DiffusionModel there (Level 1, see the README)."
-    return ("src/model.py is still a stub: implement DiffusionModel there (Level 1), "
-            "or run with --solution to train the reference model.")
+    file = next((f for f in levels.STUDENT_FILES if where and where[0] == STUDENT_FILES[f.name]),
+                next(f for f in levels.STUDENT_FILES if f.name == "model"))
+    asks = file.asks or (str(err).rstrip(".") or "implement it")
+    otherwise = file.otherwise or ("run with --solution to use the reference's" if reference_available() else "")
+    return (f"{STUDENT_FILES[file.name]} is still a stub: {asks[0].lower()}{asks[1:]}"
+            + (f", or {otherwise}." if otherwise else "."))
 
 
 def student_location(err: BaseException) -> tuple[str, int] | None:

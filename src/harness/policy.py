@@ -1,8 +1,8 @@
 """The grading policy: every number that decides a grade, in one place, each with the reason for its value.
 
 Points are the exception: they stay on their tests (`@pytest.mark.points(N)`), next to what they reward.
-.github/workflows/classroom.yml repeats their sums per Classroom step (`max-score`), and
-tests/harness/test_grading.py fails when a sum there no longer matches the tests a step selects.
+.github/workflows/classroom.yml repeats their sums per Classroom step (`max-score`): it is written from the levels
+(`uv run python -m src.harness.classroom`), and tests/harness/test_grading.py fails when it is out of date.
 
 Changing a value here changes students' grades. The bars of Levels 1 and 3 (THRESHOLDS) were calibrated
 (`uv run python -m calibration.calibrate <dataset>`; tests/harness/test_calibration.py keeps a person's verdicts
@@ -15,15 +15,14 @@ the harness (but for src/harness/levels.py, the registry of levels, as light).
 
 import os
 
-from src.harness.levels import LEVELS
+from src.harness.levels import LEVELS, autograded_parts
 
 # ------------------------------------------------------------------------------------------------ parts
 
 # The graded parts: each graded test carries one of these markers; the grade table reports per part.
 PARTS = {level.part: level.title for level in LEVELS}
 # The parts graded online: one or more steps each in GitHub Classroom's workflow, Gradescope's default settings.
-# Not level3: grading it needs the CIFAR-10 data, and in Classroom a CIFAR-10 run (about an hour on a CPU).
-AUTOGRADED_PARTS = ("level0", "basics", "level1", "level2", "level4", "level5", "level6", "level7")
+AUTOGRADED_PARTS = autograded_parts()
 
 # ----------------------------------------------------------------------------------- running graded tests
 

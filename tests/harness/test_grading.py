@@ -3,7 +3,6 @@ grading policy's copies (Classroom's max-scores) agree with the points on the te
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -11,7 +10,8 @@ import time
 import pytest
 import yaml
 
-from src.harness import policy, verdict
+from src.harness import classroom, policy
+from src.harness.levels import LEVELS
 from src.harness.paths import ROOT
 from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_pytest
 
@@ -158,62 +158,41 @@ def test_the_policy_imports_without_torch():
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
-CLASSROOM = ROOT / ".github" / "workflows" / "classroom.yml"
+@pytest.fixture(scope="module")
+def steps_points(tmp_path_factory) -> dict[str, dict[str, float]]:
+    """{Classroom step: {graded test: points}}, as the workflow's generator collects them (no hidden tests)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("KATA_EXTRA_TESTS", raising=False)  # Classroom runs no hidden tests
+        return classroom.steps_points(tmp_path_factory.mktemp("steps"))
 
 
-def classroom_steps() -> list[dict]:
-    """The workflow's grading steps: {"name", "part", "pytest" (the step's own pytest arguments), "max_score"}."""
-    steps = []
-    for job in yaml.safe_load(CLASSROOM.read_text())["jobs"].values():
-        for step in job["steps"]:
-            if not step.get("uses", "").startswith("classroom-resources/autograding-command-grader"):
-                continue
-            command = shlex.split(step["with"]["command"])
-            assert command[:4] == ["uv", "run", "python", "-m"] and command[4] == "src.harness.verdict", (
-                f"{step['name']}: a grading step scores through src.harness.verdict, not `{step['with']['command']}`")
-            steps.append({"name": step["name"], "part": command[5], "pytest": command[6:],
-                          "max_score": step["with"]["max-score"]})
-    return steps
+def test_the_classroom_workflow_is_written_from_the_levels(steps_points):
+    """Points live on the tests and the steps in src/harness/levels.py; .github/workflows/classroom.yml is written
+    from both, so a point changed on a test, or a step changed in the levels, fails here until it is rewritten."""
+    assert classroom.WORKFLOW.read_text() == classroom.workflow(steps_points), (
+        "classroom.yml is not what src/harness/levels.py and the tests' points make: rewrite it with "
+        "`uv run python -m src.harness.classroom`")
+    steps = yaml.safe_load(classroom.WORKFLOW.read_text())["jobs"]["run-autograding-tests"]["steps"]
+    assert sum(1 for step in steps if "command-grader" in step.get("uses", "")) == len(steps_points)
 
 
-class _Collected:
-    """A pytest plugin that keeps the items a session collected."""
-
-    def __init__(self):
-        self.items = []
-
-    def pytest_collection_finish(self, session):
-        self.items = list(session.items)
-
-
-def graded_points(*args: str) -> dict[str, float]:
-    """{test: points} of the graded tests under tests/graded that `pytest ARGS` selects (collected, not run)."""
-    collected = _Collected()
-    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
-                        "-c", str(ROOT / "pyproject.toml"), *args, str(ROOT / "tests" / "graded")], plugins=[collected])
-    assert code == pytest.ExitCode.OK, f"collecting the graded tests with {args} failed (exit status {code})"
-    return {item.nodeid: float(item.get_closest_marker("points").args[0])
-            for item in collected.items if item.get_closest_marker("points")}
-
-
-def test_classroom_max_scores_are_the_points_of_the_tests_each_step_runs(tmp_path, monkeypatch):
-    """Points live on the tests and the workflow copies their sums: a point changed on a test and not in
-    .github/workflows/classroom.yml fails here, and so does a graded test that no step, or two steps, run."""
-    monkeypatch.delenv("KATA_EXTRA_TESTS", raising=False)  # Classroom runs no hidden tests
-    steps, graded_by = classroom_steps(), {}
-    for i, step in enumerate(steps):
-        points = graded_points(*verdict.pytest_arguments(step["part"], step["pytest"], tmp_path / f"step{i}.json"))
-        assert points, f"the step '{step['name']}' grades no test"
-        assert step["max_score"] == sum(points.values()), (
-            f"the step '{step['name']}' has max-score {step['max_score']} in classroom.yml, but its tests are worth "
-            f"{sum(points.values()):g} points: copy the new sum there")
+def test_each_online_graded_test_is_run_by_exactly_one_classroom_step(steps_points, tmp_path, monkeypatch):
+    monkeypatch.delenv("KATA_EXTRA_TESTS", raising=False)
+    graded_by = {}
+    for step, points in steps_points.items():
+        assert points, f"the Classroom step {step} grades no test"
         for test in points:
-            assert test not in graded_by, f"{test} is graded by both '{graded_by[test]}' and '{step['name']}'"
-            graded_by[test] = step["name"]
-    online = graded_points("-m", " or ".join(policy.AUTOGRADED_PARTS), "--grade-json", str(tmp_path / "all.json"))
+            assert test not in graded_by, f"{test} is graded by both the steps {graded_by[test]} and {step}"
+            graded_by[test] = step
+    online = classroom.graded_points("-m", " or ".join(policy.AUTOGRADED_PARTS), "--grade-json",
+                                     str(tmp_path / "all.json"))
     assert sorted(graded_by) == sorted(online), (
         f"no Classroom step runs {sorted(set(online) - set(graded_by))} (parts: policy.AUTOGRADED_PARTS)")
-    total = sum(step["max_score"] for step in steps)
-    assert total == sum(online.values()), (
-        f"classroom.yml's max-scores add up to {total}, the graded tests of {policy.AUTOGRADED_PARTS} to "
-        f"{sum(online.values()):g}")
+
+
+def test_each_classroom_step_grades_runs_of_its_own_level():
+    for level in LEVELS:
+        own = {run.config for run in level.runs}
+        for step in level.steps:
+            assert step.runs is None or set(step.runs) <= own, (
+                f"the step '{step.name}' grades {step.runs}, runs that {level.part} does not declare")
