@@ -2,10 +2,9 @@
 
 Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A graded test carries
 `@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level7). It receives the code under
-test through the fixtures `model_class`, `point_model_class`, `sample`, `ddim_sample`, `guided_sample`,
-`flow_matching_pair` and `euler_sample`:
-the student's files, or with
---solution the reference. Graded test functions take only those values, so the harness's own tests can call them
+test through the fixtures `model_class` and `point_model_class` (the networks, checked to be gradable) and one per
+graded function of a student file (`sample`, `ddim_sample`, ..., from `functions` in src/harness/levels.py): the
+student's files, or with --solution the reference. Graded test functions take only those values, so the harness's own tests can call them
 with deliberately broken implementations and check that they fail.
 """
 
@@ -15,6 +14,7 @@ import os
 
 import pytest
 
+from src.harness.levels import STUDENT_FILES
 from src.harness.policy import DEFAULT_TIMEOUT, MAX_PARAMETERS, PARTS  # the grading policy, with its reasons
 
 _results_key = pytest.StashKey[dict]()
@@ -121,34 +121,18 @@ def _parameters_on_meta_device(cls, example: tuple) -> int | None:
         return None
 
 
-@pytest.fixture
-def sample(solution):
-    """sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
-    return _implementation("sampler", solution).sample
+def _function_fixture(file: str, function: str):
+    def fixture(solution):
+        return getattr(_implementation(file, solution), function)
+
+    fixture.__doc__ = f"{function}() from src/{file}.py, or from src/solution/{file}.py with --solution."
+    return pytest.fixture(name=function)(fixture)
 
 
-@pytest.fixture
-def ddim_sample(solution):
-    """ddim_sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
-    return _implementation("sampler", solution).ddim_sample
-
-
-@pytest.fixture
-def guided_sample(solution):
-    """guided_sample() from src/sampler.py, or from src/solution/sampler.py with --solution."""
-    return _implementation("sampler", solution).guided_sample
-
-
-@pytest.fixture
-def flow_matching_pair(solution):
-    """flow_matching_pair() from src/flow.py, or from src/solution/flow.py with --solution."""
-    return _implementation("flow", solution).flow_matching_pair
-
-
-@pytest.fixture
-def euler_sample(solution):
-    """euler_sample() from src/flow.py, or from src/solution/flow.py with --solution."""
-    return _implementation("flow", solution).euler_sample
+# One fixture per graded function of a student file (levels.STUDENT_FILES): `sample`, `ddim_sample`, ...
+for _file in STUDENT_FILES:
+    for _function in _file.functions:
+        globals()[f"_{_function}_fixture"] = _function_fixture(_file.name, _function)
 
 
 # ---------------------------------------------------------------------------------------------- reporting

@@ -36,14 +36,16 @@ class StudentFile:
     name: str
     asks: str  # "" for the stub's own message (the sampler's names the function and its level)
     otherwise: str = ""  # the way around it; empty: "run with --solution", where the reference is present
+    functions: tuple[str, ...] = ()  # graded functions: each is a fixture of the grading plugin of the same name
 
 
 STUDENT_FILES = (
     StudentFile("point_model", "implement PointModel there (Level 0, see the README)"),
     StudentFile("model", "implement DiffusionModel there (Level 1, see the README)"),
     StudentFile("sampler", "", "run without --custom-sampler and sampling.sampler to draw the final samples with the "
-                               "harness's own sampler"),
-    StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7, see the README)"),
+                               "harness's own sampler", functions=("sample", "ddim_sample", "guided_sample")),
+    StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7, see the README)",
+                functions=("flow_matching_pair", "euler_sample")),
 )
 
 
