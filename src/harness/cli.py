@@ -22,7 +22,7 @@ from src.harness.kinds import build_model, kind_of, trained_code
 from src.harness.loading import (StudentCodeError, describe_exception, model_fingerprint, stub_message,
                                 student_location)
 from src.harness.monitor import RunMonitor
-from src.harness.objective import make_objective
+from src.harness.objective import OBJECTIVES, make_objective
 from src.harness.quality import evaluation_samples
 from src.harness.runtime import Runtime, describe_cpu
 from src.harness.samplers import UNDER_TEST, get_sampler
@@ -194,7 +194,8 @@ def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
     code or, with --solution, the reference."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, args.solution).to(runtime.device)
-    sampler = get_sampler(cfg.sampling, cfg.diffusion.objective, custom=args.custom_sampler, solution=args.solution)
+    sampler = get_sampler(cfg.sampling, OBJECTIVES[cfg.diffusion.objective], custom=args.custom_sampler,
+                          solution=args.solution)
     tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
     if args.custom_sampler or cfg.sampling.sampler in UNDER_TEST:  # a stub raises here, not after training
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), tiny)
@@ -263,11 +264,6 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditi
                               "train_loss": result.last_loss}
 
 
-def student_sampler(cfg: DictConfig) -> str:
-    """The student file --custom-sampler draws with: the DDPM sampler (Level 4) or the flow sampler (Level 7)."""
-    return "src/flow.py's euler_sample" if cfg.diffusion.objective == "flow" else "src/sampler.py"
-
-
 def sample_shape(cfg: DictConfig) -> tuple[int, ...]:
     """(num_samples, C, H, W), or (num_samples, 2) for points, of the samples a run draws."""
     return cfg.sampling.num_samples, *DATASETS[cfg.data.name].shape(cfg.data)
@@ -296,7 +292,8 @@ def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, sc
         else:
             samples = sampler(ema_model, schedule, shape, generator=generator)
     kind.picture(samples, val).save(out / "samples.png")
-    sampler_name = f"your {student_sampler(cfg)}" if args.custom_sampler else cfg.sampling.sampler
+    custom = f"your {OBJECTIVES[cfg.diffusion.objective].student_sampler}"
+    sampler_name = custom if args.custom_sampler else cfg.sampling.sampler
     seconds = round(time.perf_counter() - tic, 2)
     print(f"{len(samples)} samples ({sampler_name}) in {seconds:.1f} s: {out / 'samples.png'}")
     return {"sampler": sampler_name, "sample_seconds": seconds}

@@ -50,6 +50,12 @@ def _samplers():
     return SAMPLERS
 
 
+def _objectives():
+    from src.harness.objective import OBJECTIVES
+
+    return OBJECTIVES
+
+
 
 @dataclass
 class DataConfig:
@@ -79,7 +85,7 @@ class ModelConfig:
 
 @dataclass
 class DiffusionConfig:
-    objective: str = one_of("noise", lambda: ("noise", "flow"))  # DDPM's noise prediction, or flow matching (Level 7)
+    objective: str = one_of("noise", _objectives)  # DDPM's noise prediction, or flow matching (Level 7)
     num_timesteps: int = checked(1000, POSITIVE)  # T
     schedule: str = one_of("linear", lambda: ("linear", "cosine"))
     beta_start: float = 1e-4  # linear schedule only
@@ -241,12 +247,13 @@ def _check_between_fields(cfg: DictConfig) -> None:
         _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
                f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "
                f"{EVAL_SAMPLES} samples with two sets of {EVAL_SAMPLES} real images")
-    from src.harness.samplers import OBJECTIVE_SAMPLERS
+    from src.harness.objective import OBJECTIVES
 
     d = cfg.diffusion
-    _check(cfg.conditioning.kind == "none" or d.objective == "noise", "conditioning.kind", cfg.conditioning.kind,
-           "none with diffusion.objective=flow (the guided sampler of Level 6 takes DDIM's steps)")
-    fitting = OBJECTIVE_SAMPLERS[d.objective]
+    objective = OBJECTIVES[d.objective]
+    _check(cfg.conditioning.kind == "none" or objective.conditional, "conditioning.kind", cfg.conditioning.kind,
+           f"none with diffusion.objective={d.objective} (the guided sampler of Level 6 takes DDIM's steps)")
+    fitting = objective.samplers
     _check(cfg.sampling.sampler in fitting, "sampling.sampler", cfg.sampling.sampler,
            f"one of {', '.join(sorted(fitting))} with diffusion.objective={d.objective}")
     _check(0 < d.beta_start < d.beta_end < 1, "diffusion.beta_start", d.beta_start,

@@ -12,6 +12,7 @@ import torch
 from src.harness.conditioning import conditioning_of
 from src.harness.data import DATASETS, model_input, to_uint8
 from src.harness.loading import import_implementation
+from src.harness.objective import OBJECTIVES
 
 
 class Images:
@@ -103,7 +104,7 @@ def kind_of(dataset: str):
 def trained_code(cfg) -> tuple[str, ...]:
     """The student files (keys of STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
     network (model or point_model), and flow for flow matching (Level 7)."""
-    return (kind_of(cfg.data.name).module,) + (("flow",) if cfg.diffusion.objective == "flow" else ())
+    return (kind_of(cfg.data.name).module, *OBJECTIVES[cfg.diffusion.objective].code)
 
 
 def build_model(cfg, solution: bool):

@@ -27,10 +27,17 @@ class Objective:
     """A network input and a regression target per (clean sample, timestep, noise); MSE between target and output.
 
     Subclasses define `pair(x0, t, noise) -> (input, target)` and `fast_sampler(model, shape, generator,
-    num_steps)`, the harness's deterministic sampler for previews and sample scores, in about num_steps model calls.
+    num_steps)`, the harness's deterministic sampler for previews and sample scores, in about num_steps model calls,
+    and the facts of the objective that the config, the loader and the CLI ask for (class attributes below).
     """
 
-    def __init__(self, schedule: NoiseSchedule):
+    name: str  # its value of diffusion.objective
+    samplers: tuple[str, ...]  # the names (samplers.SAMPLERS) of the samplers that fit it; the first is the student's
+    student_sampler: str  # where that student sampler is, as a run's output names it
+    code: tuple[str, ...] = ()  # the student files (levels.STUDENT_FILES) it trains with, besides the network
+    conditional: bool = True  # whether a class-conditional run (conditioning.kind=class, Level 6) may use it
+
+    def __init__(self, schedule: NoiseSchedule, solution: bool = False):
         self.schedule = schedule
 
     def draw(self, x0: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,6 +89,8 @@ class NoisePrediction(Objective):
     """DDPM's objective (Ho et al. 2020, Algorithm 1): the network predicts the noise eps mixed into x_0 at step t,
     L_simple = || eps - eps_theta(x_t, t) ||^2 (eq. 14)."""
 
+    name, samplers, student_sampler = "noise", ("ddpm", "ddim", "dpmpp_2m"), "src/sampler.py"
+
     def pair(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.schedule.q_sample(x0, t, noise), noise
 
@@ -93,8 +102,12 @@ class FlowMatching(Objective):
     """Flow matching (Lipman et al. 2023): the network predicts the velocity from noise to data along a straight
     line. The line and the velocity come from src/flow.py (Level 7), or with solution=True from the reference."""
 
+    name, samplers, student_sampler = "flow", ("euler", "heun"), "src/flow.py's euler_sample"
+    code = ("flow",)
+    conditional = False  # the guided sampler of Level 6 takes DDIM's steps
+
     def __init__(self, schedule: NoiseSchedule, solution: bool = False):
-        super().__init__(schedule)
+        super().__init__(schedule, solution)
         self.flow_matching_pair = import_implementation("flow", solution).flow_matching_pair
 
     def pair(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,12 +117,12 @@ class FlowMatching(Objective):
         return heun(model, self.schedule, shape, generator, num_steps=heun_steps(num_steps))
 
 
+OBJECTIVES = {objective.name: objective for objective in (NoisePrediction, FlowMatching)}
+
+
 def make_objective(diffusion_cfg, device="cpu", solution: bool = False) -> Objective:
     """The objective `diffusion.objective` names, on `device`; flow matching uses src/flow.py (or the reference's)."""
-    schedule = NoiseSchedule.from_config(diffusion_cfg, device)
-    if diffusion_cfg.objective == "flow":
-        return FlowMatching(schedule, solution)
-    return NoisePrediction(schedule)
+    return OBJECTIVES[diffusion_cfg.objective](NoiseSchedule.from_config(diffusion_cfg, device), solution)
 
 
 def _band_means(per_image: torch.Tensor, timesteps: torch.Tensor, T: int, num_bands: int) -> dict[str, float]:

@@ -105,10 +105,10 @@ POINT_EVAL_SAMPLES = 2000
 
 
 def bars_of(cfg) -> str:
-    """The THRESHOLDS entry that judges the samples of a run of `cfg`: its dataset's, or "<dataset>_flow" where
-    flow matching on that dataset has bars of its own."""
-    flow = f"{cfg.data.name}_flow"
-    return flow if cfg.diffusion.objective == "flow" and flow in THRESHOLDS else cfg.data.name
+    """The THRESHOLDS entry that judges the samples of a run of `cfg`: "<dataset>_<objective>" where the objective
+    has bars of its own on that dataset (fashion_mnist_flow), else its dataset's."""
+    own = f"{cfg.data.name}_{cfg.diffusion.objective}"
+    return own if own in THRESHOLDS else cfg.data.name
 
 
 # Mean confidence is reported but judges nothing: pure noise scores about as high as good samples.

@@ -1,7 +1,7 @@
 """The harness's own sampler, and the samplers under test, by name.
 
 Each entry of SAMPLERS builds, from the `sampling` config, a function sample(model, schedule, shape, generator)
--> x_0 in [-1, 1]; OBJECTIVE_SAMPLERS says which fit which objective. The harness's samplers for previews and sample
+-> x_0 in [-1, 1]; each objective (objective.OBJECTIVES) says which fit it. The harness's samplers for previews and sample
 scores, DPM-Solver++(2M) for noise prediction and Heun's method for flow matching, are second-order ODE solvers
 that no level asks for, so the release can hold them.
 """
@@ -90,17 +90,15 @@ SAMPLERS = {
     "heun": lambda cfg, solution=False: partial(heun, num_steps=heun_steps(cfg.steps)),  # about cfg.steps calls
 }
 UNDER_TEST = ("ddpm", "ddim", "euler")  # the samplers a student writes
-# diffusion.objective -> the samplers for it, the first being the one --custom-sampler replaces with the student's.
-OBJECTIVE_SAMPLERS = {"noise": ("ddpm", "ddim", "dpmpp_2m"), "flow": ("euler", "heun")}
 
 
-def get_sampler(sampling_cfg, objective: str = "noise", custom: bool = False, solution: bool = False):
-    """The sampler `sampling_cfg.sampler`, or with custom=True the student's for `objective`: src/sampler.py (DDPM)
-    or src/flow.py's euler_sample.
+def get_sampler(sampling_cfg, objective, custom: bool = False, solution: bool = False):
+    """The sampler `sampling_cfg.sampler`, or with custom=True the student's for `objective` (a class of
+    objective.OBJECTIVES; its first sampler): src/sampler.py (DDPM) or src/flow.py's euler_sample.
 
     `sampling.sampler=ddpm`, `ddim` or `euler` is a sampler under test as well: the student's, or src/solution/'s
     with solution=True (and without custom).
     """
     if custom:
-        return SAMPLERS[OBJECTIVE_SAMPLERS[objective][0]](sampling_cfg, solution=False)
+        return SAMPLERS[objective.samplers[0]](sampling_cfg, solution=False)
     return SAMPLERS[sampling_cfg.sampler](sampling_cfg, solution)

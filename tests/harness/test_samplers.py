@@ -5,8 +5,9 @@ import torch
 from omegaconf import OmegaConf
 
 from src.harness.config import SamplingConfig
+from src.harness.objective import OBJECTIVES, FlowMatching, NoisePrediction
 from src.harness.paths import ROOT
-from src.harness.samplers import OBJECTIVE_SAMPLERS, SAMPLERS, dpmpp_2m, get_sampler, heun
+from src.harness.samplers import SAMPLERS, dpmpp_2m, get_sampler, heun
 from src.harness.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, GaussianDataVelocity, RecordingModel
 from tests.harness.helpers import run_main
@@ -50,12 +51,12 @@ def test_heun_reproduces_gaussian_data_and_calls_the_model_twice_per_step_but_th
 
 
 def test_every_sampler_fits_exactly_one_objective_and_custom_picks_the_students():
-    fitted = [name for names in OBJECTIVE_SAMPLERS.values() for name in names]
+    fitted = [name for objective in OBJECTIVES.values() for name in objective.samplers]
     assert sorted(fitted) == sorted(SAMPLERS), "each sampler is meant for one objective"
     cfg = OmegaConf.structured(SamplingConfig)
-    assert get_sampler(cfg, "noise", custom=True).__module__ == "src.sampler"
-    assert get_sampler(OmegaConf.merge(cfg, {"sampler": "ddim"}), "noise").func.__module__ == "src.sampler"
-    assert get_sampler(cfg, "flow", custom=True).func.__module__ == "src.flow"
+    assert get_sampler(cfg, NoisePrediction, custom=True).__module__ == "src.sampler"
+    assert get_sampler(OmegaConf.merge(cfg, {"sampler": "ddim"}), NoisePrediction).func.__module__ == "src.sampler"
+    assert get_sampler(cfg, FlowMatching, custom=True).func.__module__ == "src.flow"
 
 
 @pytest.mark.slow
