@@ -29,7 +29,7 @@ from pathlib import Path
 
 from src.harness.levels import STUDENT_FILES, parts_grading, trained_runs
 from src.harness.manifest import student_files
-from src.harness.paths import ROOT
+from src.harness.paths import ROOT, write_json
 from src.harness.policy import AUTOGRADED_PARTS
 
 DEFAULT_SETTINGS = {
@@ -404,13 +404,6 @@ def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
             return "retraining configs/fashion_mnist.yaml did not finish within the time budget"
 
 
-def write_results(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(json.dumps(results, indent=2) + "\n")
-    scratch.replace(path)
-
-
 def main() -> int:
     where = paths()
     try:
@@ -418,9 +411,9 @@ def main() -> int:
     except Exception as err:  # the autograder's own failure: still a valid results.json
         results = {"score": 0.0, "output": f"the autograder failed ({type(err).__name__}: {err}); tell your "
                                            "instructor", "stdout_visibility": "hidden", "tests": []}
-        write_results(results, where["results"])
+        write_json(where["results"], results)
         raise
-    write_results(results, where["results"])
+    write_json(where["results"], results)
     print(results["output"])
     return 0
 

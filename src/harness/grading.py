@@ -15,6 +15,7 @@ import os
 import pytest
 
 from src.harness.levels import STUDENT_FILES
+from src.harness.paths import write_json
 from src.harness.policy import DEFAULT_TIMEOUT, MAX_PARAMETERS, PARTS  # the grading policy, with its reasons
 
 _results_key = pytest.StashKey[dict]()
@@ -261,11 +262,7 @@ def _write_report(config) -> None:
         return
     grade = gradescope_results(results.values())
     grade["extra_data"] = {"complete": config.stash.get(_complete_key, False)}
-    path = config.rootpath / config.getoption("grade_json")  # an absolute path stays as it is
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(json.dumps(grade, indent=2) + "\n")
-    scratch.replace(path)  # never a half-written report
+    write_json(config.rootpath / config.getoption("grade_json"), grade)  # an absolute path stays as it is
 
 
 _complete_key = pytest.StashKey[bool]()

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from src.harness.conditioning import Unconditional
 from src.harness.data import TrainBatches, derived_seed
 from src.harness.distributed import Processes
+from src.harness.paths import write_atomically
 from src.harness.policy import BUDGET_KEYS
 from src.harness.runtime import Runtime
 
@@ -107,17 +108,12 @@ def total_steps(training_cfg, steps_per_epoch: int) -> int:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file, then rename: a crash mid-write never leaves a half-written checkpoint."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
+    """Written atomically: a crash mid-write never leaves a half-written checkpoint."""
     try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        write_atomically(path, lambda scratch: torch.save(state, scratch))
     except (RuntimeError, OSError) as err:  # torch's zip writer reports a full disk as a RuntimeError
         raise CheckpointError(f"could not write {path} ({_first_line(err)}): free some disk space or set output.root "
                               "to a folder you can write to; any previous checkpoint there is intact") from err
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
