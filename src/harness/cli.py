@@ -142,6 +142,10 @@ def run(cfg, args) -> int:
     """Build, train (or load), validate, sample and evaluate; every phase writes into the run folder."""
     out = output_dir(cfg, args.solution)
     state = open_run_folder(out / "checkpoint.pt", cfg, args)
+    if args.resume and state["step"] >= state.get("total_steps", float("inf")) and (out / "metrics.json").exists():
+        print(f"{out}/ has trained all its {state['step']} steps and written its results: nothing to resume "
+              "(--evaluate scores it again, --overwrite trains it anew).")
+        return 0
     if args.evaluate:
         cfg = evaluation_config(cfg, args.overrides, state, out / "checkpoint.pt")
     runtime = chosen_runtime(args.device, cfg.training.precision)

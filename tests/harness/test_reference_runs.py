@@ -70,11 +70,11 @@ def test_the_suites_retraining_fits_its_budget():
 
 
 def test_a_level_whose_retraining_costs_too_much_fails_the_budget():
-    dear = Level("level99", "a throw-away level", (TrainedRun("dear", fp32_minutes=15.0, bf16_minutes=0.05,
-                                                              retrained_in_ci=True),))
+    dear = Level("level99", "a throw-away level", (), (TrainedRun("dear", fp32_minutes=15.0, bf16_minutes=0.05,
+                                                                  retrained_in_ci=True),))
     reasons = over_budget((*LEVELS, dear))
     assert len(reasons) == 1 and "fp32" in reasons[0] and "dear (15 min)" in reasons[0]
-    cheap = Level("level99", "a throw-away level", (TrainedRun("cheap", fp32_minutes=0.5, bf16_minutes=0.2),))
+    cheap = Level("level99", "a throw-away level", (), (TrainedRun("cheap", fp32_minutes=0.5, bf16_minutes=0.2),))
     assert not over_budget((*LEVELS, cheap)), "a run graded on its recording alone costs CI nothing"
     assert over_budget(budget={"bf16": FASHION_MNIST.bf16_minutes - 0.1}), "the budget binds"
     assert CI_TRAINING_BUDGET_MINUTES["fp32"] <= 20
