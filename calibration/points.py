@@ -54,7 +54,7 @@ class Linear(torch.nn.Module):
 
 class TooShallow(torch.nn.Module):
     """A student's MLP with two hidden layers of SiLU, fewer than the stub advises: at the official budget it draws
-    the moons as a blurred band (three layers do; calibration of the budget in docs/instructors.md)."""
+    the moons as a blurred band (three layers do; calibration of the budget in docs/calibration/level0.md)."""
 
     def __init__(self, dim: int):
         super().__init__()

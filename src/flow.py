@@ -1,4 +1,4 @@
-"""Flow matching: the training pair and the Euler sampler. This is Level 7 of the kata (see the README's "Levels").
+"""Flow matching: the training pair and the Euler sampler. This is Level 7 of the kata (docs/levels/level7.md).
 
 Flow matching (Lipman et al. 2023; rectified flow, Liu et al. 2023) joins data and noise by a straight line
 
@@ -37,7 +37,7 @@ def flow_matching_pair(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
     """
     # TODO: Level 7
     raise NotImplementedError(
-        "Implement flow_matching_pair in src/flow.py (README: 'Level 7: flow matching')."
+        "Implement flow_matching_pair in src/flow.py (Level 7: docs/levels/level7.md)."
     )
 
 
@@ -66,5 +66,5 @@ def euler_sample(model, schedule, shape: tuple[int, ...], generator: torch.Gener
     """
     # TODO: Level 7
     raise NotImplementedError(
-        "Implement euler_sample in src/flow.py (README: 'Level 7: flow matching')."
+        "Implement euler_sample in src/flow.py (Level 7: docs/levels/level7.md)."
     )

@@ -1,4 +1,4 @@
-"""Your denoising network. This is Level 1 of the kata (see the README's "Levels").
+"""Your denoising network. This is Level 1 of the kata (docs/levels/level1.md).
 
 DDPM trains a network eps_theta to answer one question: given a noisy image
 
@@ -60,7 +60,7 @@ class DiffusionModel(nn.Module):
         # TODO: Level 1
         # TODO: Level 6 (later): an embedding of the K classes and the null label K when num_classes > 0
         raise NotImplementedError(
-            "Build the layers of DiffusionModel in src/model.py (README: 'Level 1: the denoising network')."
+            "Build the layers of DiffusionModel in src/model.py (Level 1: docs/levels/level1.md)."
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -72,5 +72,5 @@ class DiffusionModel(nn.Module):
         # TODO: Level 1
         # TODO: Level 6 (later): condition on y, with y = None meaning the null label
         raise NotImplementedError(
-            "Implement DiffusionModel.forward in src/model.py (README: 'Level 1: the denoising network')."
+            "Implement DiffusionModel.forward in src/model.py (Level 1: docs/levels/level1.md)."
         )

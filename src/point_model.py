@@ -1,4 +1,4 @@
-"""Your denoising network for 2-D points. This is Level 0 of the kata (see the README's "Levels").
+"""Your denoising network for 2-D points. This is Level 0 of the kata (docs/levels/level0.md).
 
 Everything in DDPM works on points as it does on images, only faster: a "sample" is one point x_0 = (x, y)
 of two moons or a spiral, the harness noises it,
@@ -22,7 +22,7 @@ Contract (checked by `pytest -m level0`):
 - The output is finite (also at t = 0 and T-1), changes with x and with t, and every parameter gets a gradient.
 
 Level 0 then grades the checkpoint `main.py --config configs/moons.yaml` trained from this file at that
-config's official budget: its samples must lie on the two moons (README: "Level 0: a 2-D playground").
+config's official budget: its samples must lie on the two moons (Level 0: docs/levels/level0.md).
 Comments and docstrings may change afterwards; code may not.
 """
 
@@ -43,7 +43,7 @@ class PointModel(nn.Module):
         super().__init__()
         # TODO: Level 0
         raise NotImplementedError(
-            "Build the layers of PointModel in src/point_model.py (README: 'Level 0: a 2-D playground')."
+            "Build the layers of PointModel in src/point_model.py (Level 0: docs/levels/level0.md)."
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -53,5 +53,5 @@ class PointModel(nn.Module):
         """
         # TODO: Level 0
         raise NotImplementedError(
-            "Implement PointModel.forward in src/point_model.py (README: 'Level 0: a 2-D playground')."
+            "Implement PointModel.forward in src/point_model.py (Level 0: docs/levels/level0.md)."
         )

@@ -1,4 +1,4 @@
-"""Your samplers: DDPM's (Level 4), DDIM's (Level 5) and the guided one (Level 6; see the README's "Levels").
+"""Your samplers: DDPM's (Level 4), DDIM's (Level 5) and the guided one (Level 6); their chapters are in docs/levels/.
 
 Level 4 is Ho et al. 2020, Algorithm 2, with sigma_t^2 = beta_t:
 
@@ -38,7 +38,7 @@ def sample(model, schedule, shape: tuple[int, ...], generator: torch.Generator |
     """
     # TODO: Level 4
     raise NotImplementedError(
-        "Implement DDPM sampling (Algorithm 2) in src/sampler.py (README: 'Level 4: your own sampler')."
+        "Implement DDPM sampling (Algorithm 2) in src/sampler.py (Level 4: docs/levels/level4.md)."
     )
 
 
@@ -72,7 +72,7 @@ def ddim_sample(model, schedule, shape: tuple[int, ...], generator: torch.Genera
     """
     # TODO: Level 5
     raise NotImplementedError(
-        "Implement DDIM sampling (eq. 12) in src/sampler.py (README: 'Level 5: DDIM, fast sampling')."
+        "Implement DDIM sampling (eq. 12) in src/sampler.py (Level 5: docs/levels/level5.md)."
     )
 
 
@@ -113,5 +113,5 @@ def guided_sample(model, schedule, shape: tuple[int, ...], labels: torch.Tensor,
     """
     # TODO: Level 6
     raise NotImplementedError(
-        "Implement guided_sample in src/sampler.py (README: 'Level 6: class conditioning and classifier-free guidance')."
+        "Implement guided_sample in src/sampler.py (Level 6: docs/levels/level6.md)."
     )

@@ -4,8 +4,8 @@ Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A grad
 `@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level7). It receives the code under
 test through the fixtures `model_class` and `point_model_class` (the networks, checked to be gradable) and one per
 graded function of a student file (`sample`, `ddim_sample`, ..., from `functions` in src/harness/levels.py): the
-student's files, or with --solution the reference. Graded test functions take only those values, so the harness's own tests can call them
-with deliberately broken implementations and check that they fail.
+student's files, or with --solution the reference. Graded test functions take only those values, so the harness's
+own tests can call them with deliberately broken implementations and check that they fail.
 """
 
 import functools

@@ -1,7 +1,9 @@
 """The levels of the kata, one entry each: the part of the grade table it is, the student files it grades, the trained
-runs its tests grade and its steps in GitHub Classroom. Every list of the harness that names levels, student files
-or graded configs is derived from here (policy.PARTS and AUTOGRADED_PARTS, the Gradescope autograder's files and
-checkpoints, loading.STUDENT_FILES and its stub messages, .github/workflows/classroom.yml via src/harness/classroom.py).
+runs its tests grade, its steps in GitHub Classroom and its chapter. Every list of the harness that names levels,
+student files or graded configs is derived from here (policy.PARTS and AUTOGRADED_PARTS, the Gradescope
+autograder's files and checkpoints, loading.STUDENT_FILES and its stub messages, the grading plugin's fixtures,
+.github/workflows/classroom.yml via src/harness/classroom.py). A new level is one entry of LEVELS (and of
+STUDENT_FILES for a new student file) beside its own files: tests/harness/test_new_level.py adds one.
 
 A trained run is a config whose checkpoint (`main.py --config configs/<config>.yaml`) a level's tests load. For
 the reference (`pytest --solution`) each run is recorded once, EMA weights only, in src/solution/runs/
@@ -40,11 +42,11 @@ class StudentFile:
 
 
 STUDENT_FILES = (
-    StudentFile("point_model", "implement PointModel there (Level 0, see the README)"),
-    StudentFile("model", "implement DiffusionModel there (Level 1, see the README)"),
+    StudentFile("point_model", "implement PointModel there (Level 0: docs/levels/level0.md)"),
+    StudentFile("model", "implement DiffusionModel there (Level 1: docs/levels/level1.md)"),
     StudentFile("sampler", "", "run without --custom-sampler and sampling.sampler to draw the final samples with the "
                                "harness's own sampler", functions=("sample", "ddim_sample", "guided_sample")),
-    StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7, see the README)",
+    StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7: docs/levels/level7.md)",
                 functions=("flow_matching_pair", "euler_sample")),
 )
 
@@ -67,6 +69,11 @@ class Level:
     files: tuple[str, ...]  # the student files (StudentFile.name) its tests grade: a forbidden import there zeroes it
     runs: tuple[TrainedRun, ...] = ()
     steps: tuple[ClassroomStep, ...] = ()  # empty: not autograded online (Classroom, Gradescope's default parts)
+    chapter: str = ""  # its chapter for students, linked from the README's table of levels; "": docs/levels/<part>.md
+
+    @property
+    def chapter_path(self) -> str:
+        return self.chapter or f"docs/levels/{self.part}.md"
 
 
 # Minutes of reference training the full suite (`pytest --solution`, CI) may do from scratch, summed over the runs
@@ -83,7 +90,7 @@ LEVELS = (
     Level("level0", "2-D points: the point model and its samples", ("point_model",), (MOONS,), steps=(
         ClassroomStep("Level 0 (train your point model on the two moons, then its contract and samples)"),)),
     Level("basics", "the model's contract and a short training run", ("model",), steps=(
-        ClassroomStep("Basics (model contract, loss decreases)", minutes=15),)),
+        ClassroomStep("Basics (model contract, loss decreases)", minutes=15),), chapter="docs/levels/level1.md"),
     Level("level1", "Fashion-MNIST samples, up to reference quality", ("model",), (FASHION_MNIST,), steps=(
         ClassroomStep("Level 1 (train your model on Fashion-MNIST, then recognisable samples)", "recognisable"),
         ClassroomStep("Level 1 (samples as good as the reference's, from the same run)", "as_good_as"))),
@@ -101,7 +108,8 @@ LEVELS = (
                       "not trained_run", runs=()),
         ClassroomStep("Level 6 (train your model on Fashion-MNIST with labels, then its guided samples)",
                       "trained_run"))),
-    Level("level7", "flow matching: its pair, Euler sampler, 2-D and Fashion-MNIST runs", ("flow", "model", "point_model"),
+    Level("level7", "flow matching: its pair, Euler sampler, 2-D and Fashion-MNIST runs",
+          ("flow", "model", "point_model"),
           (TrainedRun("moons_flow", fp32_minutes=0.6, bf16_minutes=0.6),
            TrainedRun("fashion_mnist_flow", fp32_minutes=17.0, bf16_minutes=6.0)), steps=(
         ClassroomStep("Level 7 (train your point model with your flow matching on the two moons, then the flow "

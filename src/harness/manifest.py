@@ -13,7 +13,7 @@ INSTRUCTOR_ONLY = (
     "tests/harness/",  # the harness's own tests: the mutant switchboard holds a complete DDPM sampler
     "tests/hidden/",  # the instructor's hidden tests
     "src/harness/release.py", "tests/graded/record.py",
-    "docs/instructors.md", ".ci/",
+    "docs/instructors.md", "docs/calibration/", ".ci/",
 )
 NEVER = (".git/", ".venv/", "outputs/", "data/", ".pytest_cache/")
 # Instructor files the Gradescope bundle leaves out: the calibration zoo, CI, and the hidden tests (the bundle

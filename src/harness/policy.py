@@ -78,7 +78,7 @@ COVERED = 0.02
 
 # Calibrated with `uv run python -m calibration.calibrate <dataset>` on real images, the reference, independently
 # written student models trained at the official budget and broken generators; the bars are in the README
-# ("Sample quality"), the calibration's tables in docs/instructors.md ("Sample quality calibration"), and
+# ("Sample quality"), the calibration's tables in docs/calibration/<level>.md, and
 # tests/harness/test_calibration.py keeps every person's verdict true.
 # Per dataset, for recognisable samples: the minimum classes covered, the maximum FD / real-vs-real FD and the
 # range of edge strength / real images'; for samples as good as the reference's: the maximum FD / real-vs-real FD.

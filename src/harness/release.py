@@ -5,8 +5,8 @@
 
 Both first run the graded suite (and the hidden tests) on the reference, and refuse to build unless it is
 green. The student build leaves out everything that gives an answer away (manifest.INSTRUCTOR_ONLY), rewrites the
-README and docs/performance.md for students (STUDENT_REWRITTEN), and checks that no file it wrote contains
-a line of the reference implementation.
+README, docs/performance.md and the levels' chapters for students (STUDENT_REWRITTEN), and checks that no file it
+wrote contains a line of the reference implementation.
 """
 
 import argparse
@@ -27,14 +27,26 @@ from src.harness.manifest import bundle_files, student_files
 from src.harness.paths import ROOT
 
 
-# Documents shipped to students with their instructor blocks dropped and their student blocks shown.
-STUDENT_REWRITTEN = ("README.md", "docs/performance.md")
+# Documents shipped to students with their instructor blocks dropped and their student blocks shown (a folder ends
+# with "/": every Markdown file in it, such as each level's chapter).
+STUDENT_REWRITTEN = ("README.md", "docs/performance.md", "docs/levels/")
 INSTRUCTOR_BLOCK = re.compile(r"<!-- instructor -->\n?.*?<!-- /instructor -->\n?", re.S)
 STUDENT_BLOCK = re.compile(r"<!-- student\n(.*?)-->\n?", re.S)
 
 
 class ReleaseError(Exception):
     """The release cannot be built; the message says why."""
+
+
+def rewritten_for_students(relative: str) -> bool:
+    """Whether the file at `relative` is one of the STUDENT_REWRITTEN documents."""
+    return any(relative.startswith(p) and relative.endswith(".md") if p.endswith("/") else relative == p
+               for p in STUDENT_REWRITTEN)
+
+
+def student_documents(root: Path = ROOT) -> list[str]:
+    """The STUDENT_REWRITTEN documents the student release holds."""
+    return [relative for relative in student_files(root) if rewritten_for_students(relative)]
 
 
 def student_readme(text: str) -> str:
@@ -114,7 +126,7 @@ def build_student(out: Path, root: Path = ROOT) -> list[str]:
     for relative in files:
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if relative in STUDENT_REWRITTEN:
+        if rewritten_for_students(relative):
             target.write_text(student_readme((root / relative).read_text()))
         else:
             shutil.copy2(root / relative, target)

@@ -1,8 +1,8 @@
 """The harness's own sampler, and the samplers under test, by name.
 
 Each entry of SAMPLERS builds, from the `sampling` config, a function sample(model, schedule, shape, generator)
--> x_0 in [-1, 1]; each objective (objective.OBJECTIVES) says which fit it. The harness's samplers for previews and sample
-scores, DPM-Solver++(2M) for noise prediction and Heun's method for flow matching, are second-order ODE solvers
+-> x_0 in [-1, 1]; each objective (objective.OBJECTIVES) says which fit it. The harness's samplers for previews and
+sample scores, DPM-Solver++(2M) for noise prediction and Heun's method for flow matching, are second-order ODE solvers
 that no level asks for, so the release can hold them.
 """
 

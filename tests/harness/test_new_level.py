@@ -1,6 +1,6 @@
-"""A level costs only itself: a throw-away Level 99 (a stub, a reference, one graded test, a config, and one entry
-of each registry in src/harness/levels.py) added to a copy of the kata is graded, released to students, bundled for
-Gradescope and given a Classroom step, with no other file changed by hand."""
+"""A level costs only itself: a throw-away Level 99 (a stub, a reference, one graded test, a config, its chapter
+and one entry of each registry in src/harness/levels.py) added to a copy of the kata is graded, released to
+students, bundled for Gradescope and given a Classroom step, with no other file changed by hand."""
 
 import json
 import os
@@ -27,6 +27,7 @@ def double(x):
     raise NotImplementedError("Level 99: implement double (see the README, Level 99).")
 '''
 REFERENCE = "def double(x):\n    return x + x\n"
+CHAPTER = "# Level 99: double\n\n`double(x)` returns 2 x.<!-- instructor --> (x + x.)<!-- /instructor -->\n"
 GRADED_TEST = '''import pytest
 import torch
 
@@ -36,10 +37,10 @@ import torch
 def test_double_doubles(double):
     assert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0)), "double(x) must return 2 x"
 '''
-STUDENT_FILE_ENTRY = '    StudentFile("toy", "implement double there (Level 99, see the README)", functions=("double",)),\n'
-LEVEL_ENTRY = '''    Level("level99", "a throw-away level", ("toy",), (TrainedRun("toy", fp32_minutes=0.6, bf16_minutes=0.6,
-                                                                recorded=False),), steps=(
-        ClassroomStep("Level 99 (train on the toy config, then double)"),)),
+STUDENT_FILE_ENTRY = '    StudentFile("toy", "implement double (docs/levels/level99.md)", functions=("double",)),\n'
+LEVEL_ENTRY = '''    Level("level99", "a throw-away level", ("toy",),
+          (TrainedRun("toy", fp32_minutes=0.6, bf16_minutes=0.6, recorded=False),),
+          steps=(ClassroomStep("Level 99 (train on the toy config, then double)"),)),
 '''
 
 
@@ -62,6 +63,7 @@ def kata(tmp_path_factory) -> Path:
     (copy / "src" / "solution" / "toy.py").write_text(REFERENCE)
     (copy / "tests" / "graded" / "test_toy.py").write_text(GRADED_TEST)
     shutil.copy(ROOT / "configs" / "moons.yaml", copy / "configs" / "toy.yaml")
+    (copy / "docs" / "levels" / "level99.md").write_text(CHAPTER)
     registry = copy / "src" / "harness" / "levels.py"
     text = _add_entry(registry.read_text(), "STUDENT_FILES", STUDENT_FILE_ENTRY)
     registry.write_text(_add_entry(text, "LEVELS", LEVEL_ENTRY))
@@ -100,6 +102,7 @@ def test_the_student_release_ships_the_stub_and_the_test_but_not_the_answer(kata
     assert (student / "src" / "toy.py").read_text() == STUB
     assert (student / "tests" / "graded" / "test_toy.py").is_file() and (student / "configs" / "toy.yaml").is_file()
     assert not (student / "src" / "solution").exists()
+    assert (student / "docs" / "levels" / "level99.md").read_text() == CHAPTER.split("<!--")[0] + "\n"
 
 
 @pytest.mark.slow
@@ -117,6 +120,7 @@ def test_gradescope_grades_the_new_file_and_its_checkpoint(kata, tmp_path):
     (root / "submission").mkdir()
     (root / "submission" / "toy.py").write_text(REFERENCE)
     subprocess.run(["bash", str(root / "source" / "run_autograder")], capture_output=True, text=True, timeout=300,
-                   env={**os.environ, "AUTOGRADER_ROOT": str(root), "KATA_PYTHON": sys.executable, "KATA_PROGRESS": "0"})
+                   env={**os.environ, "AUTOGRADER_ROOT": str(root), "KATA_PYTHON": sys.executable,
+                        "KATA_PROGRESS": "0"})
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 2 and [t["name"] for t in results["tests"]] == ["test_double_doubles"], results

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from src.harness import autograder, release
+from src.harness.levels import LEVELS
 from src.harness.loading import model_fingerprint
 from src.harness.paths import ROOT
 from src.harness.policy import PARTS
@@ -89,14 +90,14 @@ def _links(text: str) -> list[str]:
     return [link for link in re.findall(r"\]\(([^)#\s]+)[^)]*\)", text) if "://" not in link]
 
 
-@pytest.mark.parametrize("name", release.STUDENT_REWRITTEN)
+@pytest.mark.parametrize("name", release.student_documents())
 def test_student_docs_commands_and_files_work_there(student, name):
     text = (student / name).read_text()
     assert "<!--" not in text, f"a marker of the instructor/student blocks survived in {name}"
     commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
                 for line in block.splitlines() if line.strip()]
     commands += re.findall(r"`(uv run [^`]+)`", text)
-    assert commands, f"the student {name} shows no commands"
+    assert commands or name != "README.md", "the student README shows no commands"
     for command in commands:
         assert "--solution" not in command, f"the student {name} runs the reference: {command}"
         for path in re.findall(r"configs/\w+\.yaml", command):
@@ -111,8 +112,15 @@ def test_student_docs_commands_and_files_work_there(student, name):
         assert (student / name).parent.joinpath(link).exists(), f"the student {name} links to {link}"
 
 
+def test_each_level_has_a_chapter_that_the_readme_links():
+    readme_links = set(_links((ROOT / "README.md").read_text()))
+    for level in LEVELS:
+        assert (ROOT / level.chapter_path).is_file(), f"{level.part} has no chapter at {level.chapter_path}"
+        assert level.chapter_path in readme_links, f"the README's table of levels does not link {level.chapter_path}"
+
+
 def test_instructor_docs_link_to_files_that_exist():
-    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         for link in _links(doc.read_text()):
             assert doc.parent.joinpath(link).exists(), f"{doc.relative_to(ROOT)} links to {link}"
 
