@@ -26,9 +26,8 @@ from torchvision.transforms.functional import gaussian_blur
 
 from calibration.train_zoo import ZOO_CONFIGS, zoo_run_dir
 from calibration.zoo import ZOO_MODELS
-from src.harness.cli import output_dir
 from src.harness.conditioning import conditioning_of
-from src.harness.config import official_config
+from src.harness.config import official_config, output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.figures import image_grid
 from src.harness.kinds import build_model

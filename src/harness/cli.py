@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.harness.conditioning import conditioning_of
-from src.harness.config import Config, ConfigError, load_config
+from src.harness.config import Config, ConfigError, load_config, output_dir
 from src.harness.data import DATASETS, DataError, load_data, model_input
 from src.harness.distributed import DistributedError, Processes
 from src.harness.figures import save_animation, schedule_figure
@@ -127,10 +127,6 @@ def ctrl_c_message(out: Path | None) -> str:
         return "stopped by Ctrl-C before any checkpoint was written; run the same command to start again"
     return (f"stopped by Ctrl-C; {checkpoint} is intact: add --resume to finish its training, "
             "or --evaluate to score it if training had finished")
-
-
-def output_dir(cfg, solution: bool) -> Path:
-    return Path(cfg.output.root) / (cfg.output.name + ("-solution" if solution else ""))
 
 
 def run_metadata(cfg, solution: bool) -> dict:

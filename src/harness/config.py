@@ -165,6 +165,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
     return cfg
 
 
+def output_dir(cfg: DictConfig, solution: bool) -> Path:
+    """The run folder of a run of `cfg`: output.root/output.name, with "-solution" for the reference's."""
+    return Path(cfg.output.root) / (cfg.output.name + ("-solution" if solution else ""))
+
+
 def official_config(name: str, overrides=()) -> DictConfig:
     """configs/<name>.yaml, loaded and validated, plus `key=value` overrides."""
     return load_config(CONFIGS / f"{name}.yaml", overrides)

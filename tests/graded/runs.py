@@ -7,9 +7,8 @@ from functools import lru_cache
 import pytest
 from omegaconf import OmegaConf
 
-from src.harness.cli import output_dir
 from src.harness.conditioning import conditioning_of
-from src.harness.config import Config, official_config
+from src.harness.config import Config, official_config, output_dir
 from src.harness.data import DATASETS, load_data, to_model_range
 from src.harness.kinds import build_model, kind_of, trained_code
 from src.harness.levels import trained_runs

@@ -290,12 +290,17 @@ DIES_IN_TWO_TESTS = "import os\n" + CORRECT_SAMPLER.replace(
     "def sample(model, schedule, shape, generator=None):\n",
     "def sample(model, schedule, shape, generator=None):\n    if schedule.num_timesteps == 20:\n        os._exit(0)\n"
     "    if schedule.num_timesteps == 30:\n        sum(range(10**12))\n", 1)
-PRINTS_MEGABYTES = '''
-def sample(model, schedule, shape, generator=None):
-    print("x" * 5_000_000)
-    raise RuntimeError("y" * 1_000_000)
+POINT_MODEL_PRINTS_MEGABYTES = '''
+import torch
+
+
+class PointModel(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        print("x" * 5_000_000)
+        raise RuntimeError("y" * 1_000_000)
 '''
-IMPORTS_REFERENCE = "from src.solution.sampler import sample  # noqa: F401\n"
+FLOW_IMPORTS_REFERENCE = "from src.solution.flow import euler_sample, flow_matching_pair  # noqa: F401\n"
 SYNTAX_ERROR = "def sample(model, schedule, shape generator=None):\n    pass\n"
 
 
@@ -369,19 +374,12 @@ def test_gradescope_a_test_whose_process_dies_fails_alone(gradescope_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case, sampler, reason, timeout", [
-    ("syntax error", SYNTAX_ERROR, "SyntaxError", "5"),
-    ("imports the reference", IMPORTS_REFERENCE, "imports the reference", "5"),
-    ("forges the report", FORGER, "not implemented", "5"),
-    ("prints megabytes", PRINTS_MEGABYTES, "characters cut", "5"),
-])
-def test_gradescope_broken_sampler_scores_zero_with_a_reason(gradescope_root, case, sampler, reason, timeout):
-    results = _grade(gradescope_root, {"sampler.py": sampler, "model.py": CORRECT_MODEL}, timeout=timeout)
+def test_gradescope_a_sampler_that_forges_the_report_scores_zero(gradescope_root):
+    results = _grade(gradescope_root, {"sampler.py": FORGER, "model.py": CORRECT_MODEL}, timeout="5")
     assert results["score"] == 0 and results["max_score"] == 15, results["tests"]
     visible = [t for t in results["tests"] if t["visibility"] == "visible"]
-    assert len(visible) == 5 and all(reason in t["output"] for t in visible), visible
+    assert len(visible) == 5 and all("not implemented" in t["output"] for t in visible), visible
     assert "999" not in json.dumps(results)
-    assert len(json.dumps(results)) < 200_000, "outputs are truncated"
 
 
 @pytest.mark.slow
@@ -390,6 +388,22 @@ def test_gradescope_hidden_tests_stay_hidden(gradescope_root):
     assert results["score"] == 0
     assert SECRET not in json.dumps(results), "a hidden test's source reached the results"
     assert "LEAK" in _by_name(results)["test_output_shape_range_and_device"]["output"]
+
+
+@pytest.mark.slow
+def test_gradescope_broken_files_score_zero_each_with_its_reason(gradescope_root):
+    """Three broken files in one submission, each failing the parts that grade it with its own reason: a syntax error
+    in sampler.py (Level 4), a flow.py that imports the reference (Level 7, zeroed before it runs) and a point model
+    that prints megabytes (Level 0, whose outputs are cut)."""
+    results = _grade(gradescope_root, {"sampler.py": SYNTAX_ERROR, "flow.py": FLOW_IMPORTS_REFERENCE,
+                                       "point_model.py": POINT_MODEL_PRINTS_MEGABYTES, "model.py": CORRECT_MODEL},
+                     settings={"parts": ["level0", "level4", "level7"]}, timeout="5")
+    assert results["score"] == 0 and len(json.dumps(results)) < 200_000, "no points, and outputs are truncated"
+    for part, reason, every in (("level4", "SyntaxError", True), ("level7", "imports the reference", True),
+                                ("level0", "characters cut", False)):
+        visible = [t for t in results["tests"] if t["tags"] == [part] and t["visibility"] == "visible"]
+        found = [reason in t["output"] for t in visible]
+        assert visible and (all(found) if every else any(found)), (part, visible)
 
 
 @pytest.mark.slow
