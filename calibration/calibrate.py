@@ -26,17 +26,17 @@ from torchvision.transforms.functional import gaussian_blur
 
 from calibration.train_zoo import ZOO_CONFIGS, zoo_run_dir
 from calibration.zoo import ZOO_MODELS
-from src.harness.conditioning import conditioning_of
-from src.harness.config import official_config, output_dir
-from src.harness.data import DATASETS, load_data, to_model_range
-from src.harness.figures import image_grid
-from src.harness.kinds import build_model
-from src.harness.objective import make_objective
 from src.harness.paths import ROOT
 from src.harness.policy import EVAL_SAMPLES, THRESHOLDS, bars_of
-from src.harness.quality import edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference, sample_quality
-from src.harness.runtime import Runtime
-from src.harness.train import load_checkpoint, train
+from src.harness.run.conditioning import conditioning_of
+from src.harness.run.config import official_config, output_dir
+from src.harness.run.data import DATASETS, load_data, to_model_range
+from src.harness.run.figures import image_grid
+from src.harness.run.kinds import build_model
+from src.harness.run.objective import make_objective
+from src.harness.run.quality import edge_ratio, evaluation_samples, fd_ratio, judge, judge_against_reference, sample_quality
+from src.harness.run.runtime import Runtime
+from src.harness.run.train import load_checkpoint, train
 
 GRIDS = ROOT / "calibration" / "grids"
 VERDICTS = ROOT / "calibration" / "verdicts.json"

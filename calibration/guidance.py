@@ -19,17 +19,17 @@ import torch
 from omegaconf import OmegaConf
 
 from calibration.calibrate import GRIDS, PADDING, VERDICTS, load_samples, trained_models
-from src.harness.conditioning import conditioning_of
-from src.harness.config import official_config
-from src.harness.data import load_data
-from src.harness.figures import image_grid
-from src.harness.guidance import class_agreement, guidance_scores
-from src.harness.kinds import build_model
 from src.harness.loading import import_implementation
-from src.harness.objective import make_objective
 from src.harness.policy import AGREEMENT_PER_CLASS, GUIDANCE_SCALES, GUIDED_AGREEMENT, UNGUIDED_AGREEMENT
-from src.harness.runtime import Runtime
-from src.harness.train import train
+from src.harness.run.conditioning import conditioning_of
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data
+from src.harness.run.figures import image_grid
+from src.harness.run.guidance import class_agreement, guidance_scores
+from src.harness.run.kinds import build_model
+from src.harness.run.objective import make_objective
+from src.harness.run.runtime import Runtime
+from src.harness.run.train import train
 
 CONFIG = "fashion_mnist_cfg"
 BARELY_TRAINED_STEPS = 60

@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 
 from calibration.point_zoo import POINT_ZOO
-from src.harness.config import official_config
-from src.harness.data import load_data
 from src.harness.loading import import_implementation
-from src.harness.objective import make_objective
 from src.harness.paths import ROOT
-from src.harness.points import chamfer_ratio, evaluation_points, judge_points, point_quality, scatter_picture
 from src.harness.policy import EVAL_STEPS, POINT_EVAL_SAMPLES
-from src.harness.runtime import Runtime
-from src.harness.train import train
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data
+from src.harness.run.objective import make_objective
+from src.harness.run.points import chamfer_ratio, evaluation_points, judge_points, point_quality, scatter_picture
+from src.harness.run.runtime import Runtime
+from src.harness.run.train import train
 from src.solution.point_model import PointModel as Reference
 
 CONFIGS = ("moons", "moons_flow")  # Level 0's run and Level 7's; both graded by THRESHOLDS["moons"]

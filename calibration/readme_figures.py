@@ -12,13 +12,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from src.harness.config import official_config
-from src.harness.data import load_data  # noqa: E402
-from src.harness.figures import image_grid  # noqa: E402
 from src.harness.loading import import_implementation  # noqa: E402
-from src.harness.objective import make_objective  # noqa: E402
 from src.harness.paths import ROOT  # noqa: E402
-from src.harness.points import paths_picture  # noqa: E402
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data  # noqa: E402
+from src.harness.run.figures import image_grid  # noqa: E402
+from src.harness.run.objective import make_objective  # noqa: E402
+from src.harness.run.points import paths_picture  # noqa: E402
 from tests.graded.runs import reference_model  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"

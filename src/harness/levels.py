@@ -2,7 +2,7 @@
 runs its tests grade, its steps in GitHub Classroom and its chapter. Every list of the harness that names levels,
 student files or graded configs is derived from here (policy.PARTS and AUTOGRADED_PARTS, the Gradescope
 autograder's files and checkpoints, loading.STUDENT_FILES and its stub messages, the grading plugin's fixtures,
-.github/workflows/classroom.yml via src/harness/classroom.py). A new level is one entry of LEVELS (and of
+.github/workflows/classroom.yml via src/harness/instructor/classroom.py). A new level is one entry of LEVELS (and of
 STUDENT_FILES for a new student file) beside its own files: tests/harness/test_new_level.py adds one.
 
 A trained run is a config whose checkpoint (`main.py --config configs/<config>.yaml`) a level's tests load. For
@@ -53,8 +53,8 @@ STUDENT_FILES = (
 
 @dataclass(frozen=True)
 class ClassroomStep:
-    """One step of GitHub Classroom's workflow: `src.harness.verdict PART [-k SELECT]`, all or nothing. The first step
-    (in the order of LEVELS) that grades a run trains it first, as its setup command."""
+    """One step of GitHub Classroom's workflow: `src.harness.grade.verdict PART [-k SELECT]`, all or nothing. The first
+    step (in the order of LEVELS) that grades a run trains it first, as its setup command."""
 
     name: str
     select: str = ""  # a pytest -k expression within the level's tests; its words also name the step

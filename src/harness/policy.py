@@ -2,7 +2,7 @@
 
 Points are the exception: they stay on their tests (`@pytest.mark.points(N)`), next to what they reward.
 .github/workflows/classroom.yml repeats their sums per Classroom step (`max-score`): it is written from the levels
-(`uv run python -m src.harness.classroom`), and tests/harness/test_grading.py fails when it is out of date.
+(`uv run python -m src.harness.instructor.classroom`), and tests/harness/test_grading.py fails when it is out of date.
 
 Changing a value here changes students' grades. The bars of Levels 1 and 3 (THRESHOLDS) were calibrated
 (`uv run python -m calibration.calibrate <dataset>`; tests/harness/test_calibration.py keeps a person's verdicts
@@ -67,7 +67,7 @@ BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_
 
 # Images drawn per evaluation, about 25 per class: few enough to draw on a CPU, and the number the bars were
 # calibrated at (the Frechet distance depends on it; real-vs-real FD is measured at the same number). Official
-# configs need 2x this many validation images (src/harness/config.py).
+# configs need 2x this many validation images (src/harness/run/config.py).
 EVAL_SAMPLES = 256
 # Model calls per image (the harness's DPM-Solver++(2M) steps; flow matching's Heun sampler takes 25 steps of two
 # calls): fast, and the same for every run so that scores compare; the bars were calibrated at it.
@@ -91,7 +91,7 @@ THRESHOLDS = {
     # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
     # set one with a margin.
     "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6)},
-    # The two moons of Levels 0, 5 and 7 (src/harness/points.py): the maximum Chamfer distance of the samples to
+    # The two moons of Levels 0, 5 and 7 (src/harness/run/points.py): the maximum Chamfer distance of the samples to
     # held-out points / that between two sets of real points. Calibrated on student-style point models and broken
     # generators, trained with DDPM (sampled by the harness, and by DDIM at eta 0 and 1) and with flow matching
     # (`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`; the tables are in

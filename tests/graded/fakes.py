@@ -7,7 +7,7 @@ Shared with the harness's own tests and tests/graded/record.py. Shipped to stude
 
 import torch
 
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.schedule import NoiseSchedule
 
 
 def jittered(model):

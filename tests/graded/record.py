@@ -25,15 +25,15 @@ from pathlib import Path
 
 import torch
 
-from src.harness.config import official_config
-from src.harness.kinds import build_model
+from src.harness.grade.short_run import short_run
 from src.harness.levels import trained_runs
 from src.harness.loading import import_implementation
 from src.harness.paths import ROOT
 from src.harness.policy import SHORT_RUN_STEPS
-from src.harness.runtime import Runtime, describe_cpu
-from src.harness.short_run import short_run
-from src.harness.train import load_checkpoint, save_checkpoint
+from src.harness.run.config import official_config
+from src.harness.run.kinds import build_model
+from src.harness.run.runtime import Runtime, describe_cpu
+from src.harness.run.train import load_checkpoint, save_checkpoint
 from tests.graded import recorded
 from tests.graded.runs import REFERENCE_SCORES, checkpoint_path, command, provenance_problem, reference_run_path
 

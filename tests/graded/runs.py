@@ -7,16 +7,16 @@ from functools import lru_cache
 import pytest
 from omegaconf import OmegaConf
 
-from src.harness.conditioning import conditioning_of
-from src.harness.config import Config, official_config, output_dir
-from src.harness.data import DATASETS, load_data, to_model_range
-from src.harness.kinds import build_model, kind_of, trained_code
 from src.harness.levels import trained_runs
 from src.harness.loading import STUDENT_FILES, model_fingerprint
-from src.harness.objective import NoisePrediction
 from src.harness.paths import ROOT
-from src.harness.schedule import NoiseSchedule
-from src.harness.train import budget_of, load_checkpoint, recorded_budget, total_steps
+from src.harness.run.conditioning import conditioning_of
+from src.harness.run.config import Config, official_config, output_dir
+from src.harness.run.data import DATASETS, load_data, to_model_range
+from src.harness.run.kinds import build_model, kind_of, trained_code
+from src.harness.run.objective import NoisePrediction
+from src.harness.run.schedule import NoiseSchedule
+from src.harness.run.train import budget_of, load_checkpoint, recorded_budget, total_steps
 
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
 

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from src.harness.config import official_config
-from src.harness.data import load_data
-from src.harness.points import judge_points, point_quality
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, DDIM_NOISE_TOLERANCE, DDIM_STOCHASTIC_GAUSSIAN_STEPS, EVAL_STEPS,
                                 GAUSSIAN_MOMENT_TOLERANCE, POINT_EVAL_SAMPLES, SAMPLER_TRAJECTORY_ATOL,
                                 SAMPLER_X_T_ATOL)
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data
+from src.harness.run.points import judge_points, point_quality
+from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, first_departure, four_step_timesteps, trace_fast_sampler
 from tests.graded.recorded import ddim_trace
 from tests.graded.runs import command, trained_model

@@ -5,13 +5,13 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from src.harness.config import official_config
-from src.harness.data import load_data
-from src.harness.objective import make_objective
-from src.harness.points import evaluation_points, judge_points, point_quality
 from src.harness.policy import (FLOW_GAUSSIAN_STEPS, FLOW_PAIR_ATOL, GAUSSIAN_MOMENT_TOLERANCE,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL)
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data
+from src.harness.run.objective import make_objective
+from src.harness.run.points import evaluation_points, judge_points, point_quality
+from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import (GaussianDataVelocity, first_departure, flow_pair_inputs, four_step_timesteps,
                                trace_fast_sampler)
 from tests.graded.recorded import flow_pairs, flow_trace

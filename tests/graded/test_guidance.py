@@ -5,12 +5,12 @@ from functools import lru_cache
 import pytest
 import torch
 
-from src.harness.config import official_config
-from src.harness.guidance import guidance_scores
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, GUIDED_AGREEMENT,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL, UNGUIDED_AGREEMENT)
-from src.harness.runtime import Runtime
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.config import official_config
+from src.harness.run.guidance import guidance_scores
+from src.harness.run.runtime import Runtime
+from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import (ClassGaussianDenoiser, ConditionalRecordingModel, GUIDED_LABELS, jittered,
                                trace_guided_sampler)
 from tests.graded.recorded import GUIDANCE_SCALES, guided_trace

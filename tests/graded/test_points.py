@@ -5,10 +5,10 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from src.harness.config import official_config
-from src.harness.data import load_data
-from src.harness.objective import make_objective
-from src.harness.points import evaluation_points, judge_points, point_quality
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data
+from src.harness.run.objective import make_objective
+from src.harness.run.points import evaluation_points, judge_points, point_quality
 from tests.graded.fakes import jittered
 from tests.graded.runs import command, trained_model
 

@@ -12,12 +12,12 @@ from functools import lru_cache
 import pytest
 from omegaconf import OmegaConf
 
-from src.harness.config import official_config
-from src.harness.data import load_data, to_model_range
-from src.harness.objective import make_objective
 from src.harness.policy import bars_of
-from src.harness.quality import evaluate, judge, judge_against_reference
-from src.harness.runtime import Runtime
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data, to_model_range
+from src.harness.run.objective import make_objective
+from src.harness.run.quality import evaluate, judge, judge_against_reference
+from src.harness.run.runtime import Runtime
 from tests.graded.runs import command, reference_model, trained_model
 
 

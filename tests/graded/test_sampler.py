@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from src.harness.policy import GAUSSIAN_MOMENT_TOLERANCE, SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, first_departure, trace_sampler
 from tests.graded.recorded import sampler_trace
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from src.harness.grade.short_run import short_run
 from src.harness.policy import SHORT_RUN_MIN_DROP, SHORT_RUN_REFERENCE_MARGIN, SHORT_RUN_STEPS
-from src.harness.short_run import short_run
 from tests.graded.recorded import reference
 
 

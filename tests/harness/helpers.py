@@ -8,8 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from src.harness.config import official_config
 from src.harness.paths import ROOT, SHARED_DATA
+from src.harness.run.config import official_config
 
 
 # Untouched stubs, as a student first sees them (the real files may already hold the student's work).
@@ -38,10 +38,10 @@ def smoke_training(tmp_path: Path, *overrides: str):
     smoke config, checkpointing only at its end."""
     import torch
 
-    from src.harness.data import load_data
-    from src.harness.kinds import build_model
-    from src.harness.objective import NoisePrediction
-    from src.harness.schedule import NoiseSchedule
+    from src.harness.run.data import load_data
+    from src.harness.run.kinds import build_model
+    from src.harness.run.objective import NoisePrediction
+    from src.harness.run.schedule import NoiseSchedule
 
     cfg = smoke_config(tmp_path, "training.checkpoint_every=1000", *overrides)
     data = load_data(cfg.data)
@@ -51,7 +51,7 @@ def smoke_training(tmp_path: Path, *overrides: str):
 
 def cpu(cfg):
     """The CPU, at the precision `cfg.training.precision` resolves to here."""
-    from src.harness.runtime import Runtime
+    from src.harness.run.runtime import Runtime
 
     return Runtime.choose("cpu", cfg.training.precision)
 
@@ -64,8 +64,8 @@ def shared_data(dataset: str):
     import pytest
     from omegaconf import OmegaConf
 
-    from src.harness.config import DataConfig
-    from src.harness.data import load_data
+    from src.harness.run.config import DataConfig
+    from src.harness.run.data import load_data
 
     if not (SHARED_DATA / SHARED_FOLDERS[dataset]).exists():
         pytest.skip(f"no offline copy of {dataset} under {SHARED_DATA}")

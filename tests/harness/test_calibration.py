@@ -14,8 +14,8 @@ import pytest
 from calibration import guidance as guidance_calibration
 from calibration import points as points_calibration
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
-from src.harness.data import to_model_range
-from src.harness.points import chamfer_ratio, point_quality
+from src.harness.run.data import to_model_range
+from src.harness.run.points import chamfer_ratio, point_quality
 from tests.harness.helpers import shared_data
 
 
@@ -70,8 +70,8 @@ def test_guidance_grader_agrees_with_the_person(key):
 
 @pytest.fixture(scope="module")
 def moons():
-    from src.harness.config import official_config
-    from src.harness.data import load_data
+    from src.harness.run.config import official_config
+    from src.harness.run.data import load_data
 
     return load_data(official_config("moons").data)
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from src.harness.cli import error_message, main
 from src.harness.paths import ROOT
-from src.harness.train import load_checkpoint
+from src.harness.run.cli import error_message, main
+from src.harness.run.train import load_checkpoint
 from tests.harness.helpers import ONE_CONV, STUB_MODEL, STUB_SAMPLER, kata_copy, model_with_conv, run_main
 
 
@@ -272,7 +272,7 @@ def test_ctrl_c_outside_training_is_one_line(tmp_path, capsys, monkeypatch):
     def interrupted(cfg):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("src.harness.cli.load_data", interrupted)
+    monkeypatch.setattr("src.harness.run.cli.load_data", interrupted)
     assert main([*SMOKE, f"output.root={tmp_path}", *QUICK]) == 130
     assert "stopped by Ctrl-C before any checkpoint was written" in _one_line_error(capsys)
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.conditioning import ClassConditional, Unconditional, conditioning_of
-from src.harness.config import ConfigError, official_config
-from src.harness.data import load_data
-from src.harness.kinds import trained_code
 from src.harness.loading import model_fingerprint
-from src.harness.train import budget_of, load_checkpoint, train
+from src.harness.run.conditioning import ClassConditional, Unconditional, conditioning_of
+from src.harness.run.config import ConfigError, official_config
+from src.harness.run.data import load_data
+from src.harness.run.kinds import trained_code
+from src.harness.run.train import budget_of, load_checkpoint, train
 from tests.graded.runs import provenance_problem
 from tests.harness.helpers import cpu, smoke_config, smoke_training
 

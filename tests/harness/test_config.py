@@ -2,9 +2,9 @@
 
 import pytest
 
-from src.harness.cli import main
-from src.harness.config import ConfigError, load_config, official_config
 from src.harness.paths import ROOT
+from src.harness.run.cli import main
+from src.harness.run.config import ConfigError, load_config, official_config
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.config import DataConfig
-from src.harness.data import (CIFAR10_FILES, DATASETS, DataError, DataNotFoundError, TrainBatches, load_cifar10,
-                              load_data, load_fashion_mnist, to_model_range, to_uint8)
 from src.harness.paths import SHARED_DATA
+from src.harness.run.config import DataConfig
+from src.harness.run.data import (CIFAR10_FILES, DATASETS, DataError, DataNotFoundError, TrainBatches, load_cifar10,
+                              load_data, load_fashion_mnist, to_model_range, to_uint8)
 
 
 def data_cfg(**overrides):

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from src.harness.distributed import DistributedError, Processes
 from src.harness.paths import ROOT
-from src.harness.train import load_checkpoint
+from src.harness.run.distributed import DistributedError, Processes
+from src.harness.run.train import load_checkpoint
 from tests.harness.helpers import ONE_CONV, kata_copy, run_main
 
 # Float32 sums in another order (half-batch gradients averaged over processes, not one batch) stay within this.

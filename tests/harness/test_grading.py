@@ -10,7 +10,9 @@ import time
 import pytest
 import yaml
 
-from src.harness import classroom, policy
+from src.harness import policy
+
+from src.harness.instructor import classroom
 from src.harness.levels import LEVELS
 from src.harness.paths import ROOT
 from tests.harness.helpers import STUB_MODEL, STUB_SAMPLER, kata_copy, run_pytest
@@ -100,7 +102,7 @@ def sample(model, schedule, shape, generator=None):
 
 
 def test_os_exit_in_student_code_leaves_a_failing_report_not_a_pass(tmp_path):
-    from src.harness.verdict import verdict
+    from src.harness.grade.verdict import verdict
 
     kata = kata_copy(tmp_path, sampler=EXITS_IN_SAMPLE)
     result = run_pytest(kata, "tests/graded/test_sampler.py", "--grade-json", "grade.json",
@@ -171,7 +173,7 @@ def test_the_classroom_workflow_is_written_from_the_levels(steps_points):
     from both, so a point changed on a test, or a step changed in the levels, fails here until it is rewritten."""
     assert classroom.WORKFLOW.read_text() == classroom.workflow(steps_points), (
         "classroom.yml is not what src/harness/levels.py and the tests' points make: rewrite it with "
-        "`uv run python -m src.harness.classroom`")
+        "`uv run python -m src.harness.instructor.classroom`")
     steps = yaml.safe_load(classroom.WORKFLOW.read_text())["jobs"]["run-autograding-tests"]["steps"]
     assert sum(1 for step in steps if "command-grader" in step.get("uses", "")) == len(steps_points)
 

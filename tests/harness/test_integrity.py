@@ -8,11 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.config import official_config
-from src.harness.grading import gradable
+from src.harness.grade.grading import gradable
 from src.harness.loading import StudentCodeError, model_fingerprint
 from src.harness.paths import ROOT
-from src.harness.train import ResumeMismatchError, budget_of, check_resume, load_checkpoint, save_checkpoint, train
+from src.harness.run.config import official_config
+from src.harness.run.train import ResumeMismatchError, budget_of, check_resume, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
 from tests.harness.helpers import ONE_CONV, cpu, kata_copy, run_main, run_pytest, smoke_training
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from src.harness.manifest import instructor_files
+from src.harness.instructor.manifest import instructor_files
 from src.harness.paths import ROOT
 from tests.harness.helpers import run_pytest
 
@@ -27,7 +27,8 @@ def double(x):
     raise NotImplementedError("Level 99: implement double (see the README, Level 99).")
 '''
 REFERENCE = "def double(x):\n    return x + x\n"
-CHAPTER = "# Level 99: double\n\n`double(x)` returns 2 x.<!-- instructor --> (x + x.)<!-- /instructor -->\n"
+STUDENT_CHAPTER = "# Level 99: double\n\n`double(x)` returns 2 x.\n"
+CHAPTER = STUDENT_CHAPTER + "<!-- instructor -->\nThe reference adds x to x.\n<!-- /instructor -->\n"
 GRADED_TEST = '''import pytest
 import torch
 
@@ -87,31 +88,31 @@ def test_the_graded_suite_grades_the_new_level(kata):
 
 @pytest.mark.slow
 def test_classroom_gets_a_step_that_trains_its_run(kata):
-    _python(kata, "-m", "src.harness.classroom")
+    _python(kata, "-m", "src.harness.instructor.classroom")
     workflow = (kata / ".github" / "workflows" / "classroom.yml").read_text()
     step = workflow[workflow.index("id: level99"):]
     assert "setup-command: uv run python main.py --config configs/toy.yaml" in step.split("- name:")[0]
-    assert "src.harness.verdict level99" in step and "max-score: 2\n" in step.split("- name:")[0]
+    assert "src.harness.grade.verdict level99" in step and "max-score: 2\n" in step.split("- name:")[0]
 
 
 @pytest.mark.slow
 def test_the_student_release_ships_the_stub_and_the_test_but_not_the_answer(kata, tmp_path):
-    _python(kata, "-c", f"from pathlib import Path; from src.harness.release import build_student; "
+    _python(kata, "-c", f"from pathlib import Path; from src.harness.instructor.release import build_student; "
                         f"build_student(Path({str(tmp_path / 'student')!r}))")
     student = tmp_path / "student"
     assert (student / "src" / "toy.py").read_text() == STUB
     assert (student / "tests" / "graded" / "test_toy.py").is_file() and (student / "configs" / "toy.yaml").is_file()
     assert not (student / "src" / "solution").exists()
-    assert (student / "docs" / "levels" / "level99.md").read_text() == CHAPTER.split("<!--")[0] + "\n"
+    assert (student / "docs" / "levels" / "level99.md").read_text() == STUDENT_CHAPTER
 
 
 @pytest.mark.slow
 def test_gradescope_grades_the_new_file_and_its_checkpoint(kata, tmp_path):
-    done = _python(kata, "-c", "from src.harness import autograder as a; "
+    done = _python(kata, "-c", "from src.harness.instructor import autograder as a; "
                                "print(dict(a.GRADED_FILES)['toy'], 'toy' in a.CONFIGS_WITH_CHECKPOINTS, "
                                "a.DEFAULT_SETTINGS['parts'][-1])")
     assert done.stdout.split() == ["{'level99'}", "True", "level99"]
-    _python(kata, "-c", f"from pathlib import Path; from src.harness.release import build_gradescope; "
+    _python(kata, "-c", f"from pathlib import Path; from src.harness.instructor.release import build_gradescope; "
                         f"build_gradescope(Path({str(tmp_path / 'bundle.zip')!r}), "
                         f"settings={{'parts': ['level99'], 'grace_s': 3}})")
     root = tmp_path / "root"

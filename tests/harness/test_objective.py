@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from src.harness.loading import StudentCodeError
-from src.harness.config import load_config
-from src.harness.objective import FlowMatching, NoisePrediction, make_objective
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.config import load_config
+from src.harness.run.objective import FlowMatching, NoisePrediction, make_objective
+from src.harness.run.schedule import NoiseSchedule
 
 
 class ZeroNoise(torch.nn.Module):

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from src.harness.config import ConfigError, official_config
-from src.harness.data import DATASETS, load_data
 from src.harness.paths import ROOT
-from src.harness.points import chamfer_distance
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.config import ConfigError, official_config
+from src.harness.run.data import DATASETS, load_data
+from src.harness.run.points import chamfer_distance
+from src.harness.run.schedule import NoiseSchedule
 from src.solution.sampler import sample as reference_sample
 from tests.harness.helpers import kata_copy, run_main
 

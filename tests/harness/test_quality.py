@@ -6,9 +6,9 @@ import pytest
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from src.harness.data import to_model_range
 from src.harness.policy import EVAL_SAMPLES, THRESHOLDS
-from src.harness.quality import (CLASSIFIERS, classifier_card, classifier_path, edge_ratio, fd_ratio,
+from src.harness.run.data import to_model_range
+from src.harness.run.quality import (CLASSIFIERS, classifier_card, classifier_path, edge_ratio, fd_ratio,
                                  frechet_distance, judge, load_classifier, sample_quality)
 from tests.graded.runs import REFERENCE_SCORES
 from tests.harness.helpers import SHARED_FOLDERS, shared_data

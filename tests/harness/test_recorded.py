@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from tests.graded import record as record_reference
-from src.harness.runtime import Runtime
+from src.harness.run.runtime import Runtime
 from tests.graded import recorded
 
 

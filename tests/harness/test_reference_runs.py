@@ -15,14 +15,14 @@ import os
 
 import pytest
 
-from src.harness.config import official_config
-from src.harness.data import DataNotFoundError
 from src.harness.levels import (CI_TRAINING_BUDGET_MINUTES, FASHION_MNIST, LEVELS, Level, TrainedRun, over_budget,
                                 trained_runs)
 from src.harness.paths import ROOT
 from src.harness.policy import bars_of
-from src.harness.quality import judge
-from src.harness.train import load_checkpoint
+from src.harness.run.config import official_config
+from src.harness.run.data import DataNotFoundError
+from src.harness.run.quality import judge
+from src.harness.run.train import load_checkpoint
 from tests.graded.runs import (RECORD_COMMAND, provenance_problem, recorded_reference, reference_run_path,
                                reference_validation_loss)
 

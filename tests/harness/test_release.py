@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from src.harness import autograder, release
+from src.harness.instructor import autograder, release
 from src.harness.levels import LEVELS
 from src.harness.loading import model_fingerprint
 from src.harness.paths import ROOT
 from src.harness.policy import PARTS
-from src.harness.train import load_checkpoint
+from src.harness.run.train import load_checkpoint
 from tests.harness.helpers import kata_copy
 
 SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
@@ -34,7 +34,7 @@ HIDDEN_TEST = f'''
 import pytest
 import torch
 
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.schedule import NoiseSchedule
 
 
 @pytest.mark.level4
@@ -61,7 +61,7 @@ def student(tmp_path_factory):
 
 def test_student_build_holds_no_reference(student):
     files = {p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file()}
-    for gone in ("src/solution/", "tests/harness/", "calibration/", "src/harness/release.py",
+    for gone in ("src/solution/", "tests/harness/", "calibration/", "src/harness/instructor/", "docs/calibration/",
                  "tests/graded/record.py", "docs/instructors.md"):
         assert not any(f.startswith(gone) for f in files), f"{gone} is in the student build"
     assert {"src/model.py", "src/sampler.py", "src/point_model.py", "src/flow.py", "configs/moons.yaml",
@@ -82,7 +82,7 @@ def test_leak_check_recognises_a_copied_reference():
     reference = release.reference_lines()
     for name in reference:
         assert release.leaked_reference((ROOT / name).read_text(), reference) == name
-    assert release.leaked_reference((ROOT / "src" / "harness" / "samplers.py").read_text(), reference) is None
+    assert release.leaked_reference((ROOT / "src" / "harness" / "run" / "samplers.py").read_text(), reference) is None
 
 
 def _links(text: str) -> list[str]:
@@ -183,7 +183,7 @@ def test_the_build_refuses_a_reference_that_fails(tmp_path):
 
 def test_the_build_without_the_data_stops_at_once_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KATA_DATA_ROOT", str(tmp_path / "no-data"))
-    monkeypatch.setattr("src.harness.data._try_download", lambda folder, download: None)  # offline
+    monkeypatch.setattr("src.harness.run.data._try_download", lambda folder, download: None)  # offline
     assert release.main(["student", str(tmp_path / "student")]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "needs Fashion-MNIST" in error and "no-data" in error, error
@@ -244,7 +244,7 @@ FORGER = '''
 import atexit, json, os
 from pathlib import Path
 
-import src.harness.grading as grading
+import src.harness.grade.grading as grading
 
 FORGED = {"score": 999, "tests": [{"name": "forged", "score": 999, "max_score": 1}]}
 results = Path.cwd().parents[1] / "results" / "results.json"  # the autograder root, guessed from the working dir
@@ -424,7 +424,7 @@ DROP_PROBE = """
 import os, sys
 from pathlib import Path
 os.environ.update(KATA_DROP_TO="65534:65534", KATA_BLOCKED_IMPORTS="diffusers,src.solution")
-from src.harness.autograder_plugin import pytest_collection_finish
+from src.harness.grade.autograder_plugin import pytest_collection_finish
 secret = Path(sys.argv[1])
 assert secret.read_text() == "hidden"  # readable before the drop, as collection reads the hidden tests
 pytest_collection_finish(None)

@@ -5,9 +5,9 @@ import argparse
 import pytest
 import torch
 
-from src.harness.cli import join_processes
-from src.harness.distributed import DistributedError
-from src.harness.runtime import Runtime, describe_cpu, pick_device, resolve_precision
+from src.harness.run.cli import join_processes
+from src.harness.run.distributed import DistributedError
+from src.harness.run.runtime import Runtime, describe_cpu, pick_device, resolve_precision
 
 
 def _machine(monkeypatch, cuda: bool, mps: bool, bf16: bool = True):

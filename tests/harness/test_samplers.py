@@ -4,11 +4,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.config import SamplingConfig
-from src.harness.objective import OBJECTIVES, FlowMatching, NoisePrediction
 from src.harness.paths import ROOT
-from src.harness.samplers import SAMPLERS, dpmpp_2m, get_sampler, heun
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.config import SamplingConfig
+from src.harness.run.objective import OBJECTIVES, FlowMatching, NoisePrediction
+from src.harness.run.samplers import SAMPLERS, dpmpp_2m, get_sampler, heun
+from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, GaussianDataVelocity, RecordingModel
 from tests.harness.helpers import run_main
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.schedule import NoiseSchedule
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine"])

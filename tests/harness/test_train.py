@@ -5,8 +5,8 @@ import signal
 import pytest
 import torch
 
-from src.harness import train as train_module
-from src.harness.train import (EMA, CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint,
+from src.harness.run import train as train_module
+from src.harness.run.train import (EMA, CheckpointError, NonFiniteLossError, TrainingInterrupted, load_checkpoint,
                                load_weights, lr_factor, save_checkpoint, train)
 from tests.harness.helpers import cpu, smoke_training
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from calibration.points import trained_run
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.schedule import NoiseSchedule
 from src.solution.point_model import PointModel as ReferencePoint
 from tests.graded import test_flow
 
@@ -117,7 +117,7 @@ def test_unmodified_flow_mutants_pass_every_flow_test():
 def test_a_flow_run_trained_with_swapped_ends_fails_level7(monkeypatch):
     """The reference point model trained at the official budget of configs/moons_flow.yaml on a pair whose ends are
     swapped (it learns to carry the data to the noise): the Heun sampler's points miss the moons."""
-    from src.harness.objective import FlowMatching
+    from src.harness.run.objective import FlowMatching
 
     objective = FlowMatching(NoiseSchedule(1000), solution=True)
     objective.flow_matching_pair = partial(flow_pair, swap_ends=True)

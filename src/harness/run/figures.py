@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from src.harness.data import to_uint8  # noqa: E402
-from src.harness.schedule import NoiseSchedule  # noqa: E402
+from src.harness.run.data import to_uint8  # noqa: E402
+from src.harness.run.schedule import NoiseSchedule  # noqa: E402
 
 
 def image_grid(images: torch.Tensor, padding: int = 2, columns: int | None = None) -> Image.Image:

@@ -10,10 +10,10 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from src.harness.conditioning import with_labels
 from src.harness.loading import check_prediction, import_implementation
-from src.harness.samplers import dpmpp_2m, heun, heun_steps
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.conditioning import with_labels
+from src.harness.run.samplers import dpmpp_2m, heun, heun_steps
+from src.harness.run.schedule import NoiseSchedule
 
 
 def predict(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from src.harness.conditioning import Unconditional
-from src.harness.data import TrainBatches, derived_seed
-from src.harness.distributed import Processes
 from src.harness.paths import write_atomically
 from src.harness.policy import BUDGET_KEYS
-from src.harness.runtime import Runtime
+from src.harness.run.conditioning import Unconditional
+from src.harness.run.data import TrainBatches, derived_seed
+from src.harness.run.distributed import Processes
+from src.harness.run.runtime import Runtime
 
 
 class TrainingInterrupted(Exception):
@@ -54,7 +54,7 @@ def recorded_budget(state: dict) -> dict:
     value every run of that time trained with."""
     from omegaconf import OmegaConf
 
-    from src.harness.config import Config
+    from src.harness.run.config import Config
 
     return budget_of(OmegaConf.structured(Config)) | state["budget"]
 

@@ -1,7 +1,7 @@
 """Two builds from the instructor repository (see docs/instructors.md):
 
-    uv run python -m src.harness.release student OUT_DIR      # the repository students receive
-    uv run python -m src.harness.release gradescope OUT.zip   # the Gradescope autograder bundle
+    uv run python -m src.harness.instructor.release student OUT_DIR      # the repository students receive
+    uv run python -m src.harness.instructor.release gradescope OUT.zip   # the Gradescope autograder bundle
 
 Both first run the graded suite (and the hidden tests) on the reference, and refuse to build unless it is
 green. The student build leaves out everything that gives an answer away (manifest.INSTRUCTOR_ONLY), rewrites the
@@ -20,11 +20,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from src.harness.autograder import DEFAULT_SETTINGS
-from src.harness.config import official_config
-from src.harness.data import DataNotFoundError, load_data
-from src.harness.manifest import bundle_files, student_files
+from src.harness.instructor.autograder import DEFAULT_SETTINGS
+from src.harness.instructor.manifest import bundle_files, student_files
 from src.harness.paths import ROOT
+from src.harness.run.config import official_config
+from src.harness.run.data import DataNotFoundError, load_data
 
 
 # Documents shipped to students with their instructor blocks dropped and their student blocks shown (a folder ends
@@ -171,7 +171,7 @@ mkdir -p "$ROOT/results"
 rm -f "$RESULTS"
 cd "$ROOT/source/kata" || exit 1
 if [ -n "${KATA_PYTHON:-}" ]; then python=("$KATA_PYTHON"); else python=(uv run --frozen --offline python); fi
-if ! "${python[@]}" -m src.harness.autograder; then
+if ! "${python[@]}" -m src.harness.instructor.autograder; then
     echo '{"score": 0, "output": "The autograder itself failed; please tell your instructor.", "tests": []}' > "$RESULTS"
 fi
 """

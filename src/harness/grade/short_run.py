@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from src.harness.config import official_config
-from src.harness.data import load_data, to_model_range
-from src.harness.objective import NoisePrediction
 from src.harness.policy import SHORT_RUN_STEPS
-from src.harness.runtime import Runtime
-from src.harness.schedule import NoiseSchedule
-from src.harness.train import train
+from src.harness.run.config import official_config
+from src.harness.run.data import load_data, to_model_range
+from src.harness.run.objective import NoisePrediction
+from src.harness.run.runtime import Runtime
+from src.harness.run.schedule import NoiseSchedule
+from src.harness.run.train import train
 
 
 def short_run(model_class) -> tuple[float, float]:

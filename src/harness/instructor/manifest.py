@@ -12,7 +12,8 @@ INSTRUCTOR_ONLY = (
     "calibration/",  # correct Level 1 models and their samples
     "tests/harness/",  # the harness's own tests: the mutant switchboard holds a complete DDPM sampler
     "tests/hidden/",  # the instructor's hidden tests
-    "src/harness/release.py", "tests/graded/record.py",
+    "src/harness/instructor/",  # the release, the Gradescope bundle's driver, the Classroom workflow's writer
+    "tests/graded/record.py",
     "docs/instructors.md", "docs/calibration/", ".ci/",
 )
 NEVER = (".git/", ".venv/", "outputs/", "data/", ".pytest_cache/")

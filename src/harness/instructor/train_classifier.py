@@ -1,4 +1,4 @@
-"""Train a shipped sample-quality classifier: `uv run python -m src.harness.train_classifier fashion_mnist`.
+"""Train a shipped sample-quality classifier: `uv run python -m src.harness.instructor.train_classifier fashion_mnist`.
 
 Fixed seed, whole-tensor data in memory, random translations and flips, SGD with a one-cycle learning
 rate. Writes src/harness/classifiers/<dataset>.pt and, beside it, <dataset>.json with the test accuracy.
@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from src.harness.config import DataConfig
-from src.harness.data import load_data, to_model_range
-from src.harness.quality import CLASSIFIERS, Classifier, classifier_path, classify
-from src.harness.runtime import Runtime
+from src.harness.run.config import DataConfig
+from src.harness.run.data import load_data, to_model_range
+from src.harness.run.quality import CLASSIFIERS, Classifier, classifier_path, classify
+from src.harness.run.runtime import Runtime
 
 RECIPES = {  # dataset -> epochs, batch size, peak learning rate, translation in pixels
     "fashion_mnist": dict(epochs=8, batch_size=256, lr=0.1, shift=2),
@@ -70,7 +70,7 @@ def train_classifier(dataset: str, root: str, epochs: int | None = None, seed: i
     torch.save(model.state_dict(), path)
     card = {"dataset": dataset, "test_accuracy": round(accuracy, 4), "test_images": len(data.val), "seed": seed,
             **recipe, "train_seconds": round(time.perf_counter() - tic), "torch": torch.__version__,
-            "command": f"uv run python -m src.harness.train_classifier {dataset}"}
+            "command": f"uv run python -m src.harness.instructor.train_classifier {dataset}"}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 

@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
-from src.harness.config import ConfigError
-from src.harness.figures import curves_figure
+from src.harness.run.config import ConfigError
+from src.harness.run.figures import curves_figure
 
 
 class RunMonitor:

@@ -1,6 +1,6 @@
 """The pytest plugin that grades: fixtures for the code under test, points, a grade table and grade.json.
 
-Loaded for every pytest run (`-p src.harness.grading` in pyproject.toml). A graded test carries
+Loaded for every pytest run (`-p src.harness.grade.grading` in pyproject.toml). A graded test carries
 `@pytest.mark.points(N)` and one part marker (level0, basics, level1 ... level7). It receives the code under
 test through the fixtures `model_class` and `point_model_class` (the networks, checked to be gradable) and one per
 graded function of a student file (`sample`, `ddim_sample`, ..., from `functions` in src/harness/levels.py): the
@@ -47,7 +47,7 @@ def pytest_configure(config):
         config.args.append(extra)
     config.stash[_results_key] = {}
     events = os.environ.pop(EVENTS_FD, None)
-    if events is not None:  # run by the Gradescope autograder (src/harness/autograder.py)
+    if events is not None:  # run by the Gradescope autograder (src/harness/instructor/autograder.py)
         config.pluginmanager.register(_Events(int(events)), "kata-grade-events")
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from src.harness.conditioning import conditioning_of
-from src.harness.data import DATASETS, model_input, to_uint8
 from src.harness.loading import import_implementation
-from src.harness.objective import OBJECTIVES
+from src.harness.run.conditioning import conditioning_of
+from src.harness.run.data import DATASETS, model_input, to_uint8
+from src.harness.run.objective import OBJECTIVES
 
 
 class Images:
@@ -34,13 +34,13 @@ class Images:
 
     @staticmethod
     def picture(samples: torch.Tensor, data: torch.Tensor):
-        from src.harness.figures import image_grid
+        from src.harness.run.figures import image_grid
 
         return image_grid(model_input(samples))
 
     @staticmethod
     def forward_figure(val: torch.Tensor, objective, path: Path) -> None:
-        from src.harness.figures import forward_strip
+        from src.harness.run.figures import forward_strip
 
         forward_strip(val[:4], objective, path)
 
@@ -49,7 +49,7 @@ class Images:
         """(quality, one line) for a run of `cfg` on a dataset with a shipped classifier, None for the others.
         train: the stored training set (unused: images are scored against `val`, (N, C, H, W) in [-1, 1])."""
         from src.harness.policy import bars_of
-        from src.harness.quality import classifier_path, describe_quality, evaluate
+        from src.harness.run.quality import classifier_path, describe_quality, evaluate
 
         if not classifier_path(cfg.data.name).exists():
             return None
@@ -74,20 +74,20 @@ class Points:
 
     @staticmethod
     def picture(samples: torch.Tensor, data: torch.Tensor):
-        from src.harness.points import scatter_picture
+        from src.harness.run.points import scatter_picture
 
         return scatter_picture(samples, data)
 
     @staticmethod
     def forward_figure(val: torch.Tensor, objective, path: Path) -> None:
-        from src.harness.points import forward_scatter
+        from src.harness.run.points import forward_scatter
 
         forward_scatter(val, objective, path)
 
     @staticmethod
     def score(cfg, model, objective, train, val, classes, autocast) -> tuple[dict, str]:
         """(quality, one line): the samples' Chamfer distance to `val`, beside train's (both (N, 2) points)."""
-        from src.harness.points import describe_point_quality, evaluation_points, point_quality
+        from src.harness.run.points import describe_point_quality, evaluation_points, point_quality
 
         quality = point_quality(evaluation_points(model, objective, autocast), train, val)
         return quality, describe_point_quality(quality, cfg.data.name)

@@ -28,7 +28,7 @@ def guided_draws(guided_sample, model, schedule, sample_shape: tuple[int, ...], 
 def class_agreement(samples: torch.Tensor, labels: torch.Tensor, dataset: str, classifier=None) -> float:
     """The share of samples (N, C, H, W) in [-1, 1] whose class by the shipped classifier (`classifier`, loaded
     here if None) is their label (N,)."""
-    from src.harness.quality import classify, load_classifier
+    from src.harness.run.quality import classify, load_classifier
 
     probabilities, _ = classify(classifier or load_classifier(dataset), samples)
     return (probabilities.argmax(-1) == labels).double().mean().item()
@@ -38,7 +38,7 @@ def guidance_scores(guided_sample, model, schedule, sample_shape, num_classes: i
                     scales=GUIDANCE_SCALES, per_class: int = AGREEMENT_PER_CLASS) -> dict:
     """{w: {"agreement": share, "samples": (K * per_class, C, H, W), "labels": (K * per_class,)}} for each scale;
     the agreement is None for a dataset without a shipped classifier."""
-    from src.harness.quality import classifier_path, load_classifier
+    from src.harness.run.quality import classifier_path, load_classifier
 
     classifier = load_classifier(dataset) if classifier_path(dataset).exists() else None
     scores = {}
@@ -67,7 +67,7 @@ def guidance_strip(scores: dict, classes: list[str], path: Path) -> None:
     row."""
     import matplotlib.pyplot as plt
 
-    from src.harness.data import to_uint8
+    from src.harness.run.data import to_uint8
 
     rows, columns = len(scores), len(classes)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.0, rows * 1.05 + 0.4), squeeze=False)

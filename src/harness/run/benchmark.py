@@ -11,10 +11,10 @@ from contextlib import nullcontext
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from src.harness.data import TrainBatches
-from src.harness.objective import NoisePrediction
-from src.harness.runtime import Runtime
-from src.harness.schedule import NoiseSchedule
+from src.harness.run.data import TrainBatches
+from src.harness.run.objective import NoisePrediction
+from src.harness.run.runtime import Runtime
+from src.harness.run.schedule import NoiseSchedule
 
 TRAIN_STEPS = 6  # timed steps, after WARMUP_STEPS untimed ones
 WARMUP_STEPS = 2

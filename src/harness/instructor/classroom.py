@@ -1,8 +1,8 @@
 """GitHub Classroom's workflow, written from the levels' steps (src/harness/levels.py):
 
-    uv run python -m src.harness.classroom    # rewrites .github/workflows/classroom.yml
+    uv run python -m src.harness.instructor.classroom    # rewrites .github/workflows/classroom.yml
 
-Each ClassroomStep becomes a command-grader step, in the order of LEVELS, scored by `src.harness.verdict` and worth
+Each ClassroomStep becomes a command-grader step, in the order of LEVELS, scored by src.harness.grade.verdict and worth
 the points of the graded tests it selects (collected here, so a point changed on a test changes the workflow). The
 first step that grades a trained run trains it as its setup command, and its timeout grows by that training.
 tests/harness/test_grading.py fails when the workflow is not what this writes.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from src.harness.grade.verdict import pytest_arguments
 from src.harness.levels import LEVELS, ClassroomStep, Level, trained_runs
 from src.harness.paths import ROOT
-from src.harness.verdict import pytest_arguments
 
 WORKFLOW = ROOT / ".github" / "workflows" / "classroom.yml"
 # Minutes of a step's timeout per minute of float32 training on the 2-core CPU of the levels' costs: Classroom's
@@ -28,10 +28,10 @@ TRAINING_MARGIN = 5
 
 HEADER = """\
 # GitHub Classroom autograding: one step per graded part (all or nothing per step, as Classroom scores
-# commands by exit code). Each step scores from the grade report pytest writes (src/harness/verdict.py),
+# commands by exit code). Each step scores from the grade report pytest writes (src/harness/grade/verdict.py),
 # not from pytest's exit status, which an os._exit(0) in student code would turn into a pass. Works in the
 # student release: nothing here needs src/solution/. The per-test reports are uploaded as the artifact "grade".
-# Written by `uv run python -m src.harness.classroom` from src/harness/levels.py: edit the levels, not this file.
+# Written from src/harness/levels.py by `uv run python -m src.harness.instructor.classroom`: edit the levels.
 name: Autograding Tests
 "on":
   - push
@@ -118,7 +118,7 @@ def workflow(points: dict[str, dict[str, float]]) -> str:
             train = [config for config in configs if config not in trained]
             trained.update(train)
             minutes = step.minutes + math.ceil(TRAINING_MARGIN * sum(runs[c].fp32_minutes for c in train) / 10) * 10
-            command = shlex.join(["uv", "run", "python", "-m", "src.harness.verdict", level.part,
+            command = shlex.join(["uv", "run", "python", "-m", "src.harness.grade.verdict", level.part,
                                   *step_arguments(step)])
             lines += [f"      - name: {step.name}\n", f"        id: {ident}\n",
                       "        uses: classroom-resources/autograding-command-grader@v1\n", "        with:\n",

@@ -13,21 +13,21 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.harness.conditioning import conditioning_of
-from src.harness.config import Config, ConfigError, load_config, output_dir
-from src.harness.data import DATASETS, DataError, load_data, model_input
-from src.harness.distributed import DistributedError, Processes
-from src.harness.figures import save_animation, schedule_figure
-from src.harness.kinds import build_model, kind_of, trained_code
 from src.harness.loading import (StudentCodeError, describe_exception, model_fingerprint, stub_message,
                                 student_location)
-from src.harness.monitor import RunMonitor
-from src.harness.objective import OBJECTIVES, make_objective
-from src.harness.quality import evaluation_samples
-from src.harness.runtime import Runtime, describe_cpu
-from src.harness.samplers import UNDER_TEST, get_sampler
-from src.harness.schedule import NoiseSchedule
-from src.harness.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
+from src.harness.run.conditioning import conditioning_of
+from src.harness.run.config import Config, ConfigError, load_config, output_dir
+from src.harness.run.data import DATASETS, DataError, load_data, model_input
+from src.harness.run.distributed import DistributedError, Processes
+from src.harness.run.figures import save_animation, schedule_figure
+from src.harness.run.kinds import build_model, kind_of, trained_code
+from src.harness.run.monitor import RunMonitor
+from src.harness.run.objective import OBJECTIVES, make_objective
+from src.harness.run.quality import evaluation_samples
+from src.harness.run.runtime import Runtime, describe_cpu
+from src.harness.run.samplers import UNDER_TEST, get_sampler
+from src.harness.run.schedule import NoiseSchedule
+from src.harness.run.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
                                budget_of, check_resume, load_checkpoint, load_weights, train)
 
 # Failures a student can cause and fix; each carries a one-sentence message that says what to do.
@@ -203,7 +203,7 @@ def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
 
 
 def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
-    from src.harness.benchmark import benchmark
+    from src.harness.run.benchmark import benchmark
 
     if DATASETS[cfg.data.name].kind == "points":
         raise ConfigError(f"--benchmark measures image runs; {cfg.data.name} is 2-D points, which train in seconds")

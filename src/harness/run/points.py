@@ -56,7 +56,7 @@ def describe_point_quality(quality: dict, dataset: str) -> str:
 
 def evaluation_points(model, objective, autocast, seed: int = 0) -> torch.Tensor:
     """The points an evaluation scores: POINT_EVAL_SAMPLES of them, drawn as quality.evaluation_samples draws images."""
-    from src.harness.quality import evaluation_samples
+    from src.harness.run.quality import evaluation_samples
 
     return evaluation_samples(model, objective, (POINT_EVAL_SAMPLES, 2), autocast, seed)
 
@@ -138,7 +138,7 @@ def paths_picture(runs: list[tuple[str, torch.nn.Module, object]], data: torch.T
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from src.harness.figures import TrajectoryRecorder
+    from src.harness.run.figures import TrajectoryRecorder
 
     fig, axes = plt.subplots(2, len(runs), figsize=(3.4 * len(runs), 7), squeeze=False)
     for column, (title, model, objective) in enumerate(runs):

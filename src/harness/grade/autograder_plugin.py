@@ -1,4 +1,5 @@
-"""Loaded into the autograder's pytest child (`-p src.harness.autograder_plugin`); see src/harness/autograder.py.
+"""Loaded into the autograder's pytest child (`-p src.harness.grade.autograder_plugin`); see
+src/harness/instructor/autograder.py.
 
 Once collection has read the tests (the hidden ones included) and before any student code is imported:
 - drops to an unprivileged user when the driver asks (KATA_DROP_TO=uid:gid), so the hidden tests, the

@@ -14,9 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.harness.paths import ROOT
 from src.harness.policy import COVERED, EVAL_SAMPLES, EVAL_STEPS, THRESHOLDS  # the bars and why: see policy.py
 
-WEIGHTS = Path(__file__).resolve().parent / "classifiers"
+WEIGHTS = ROOT / "src" / "harness" / "classifiers"
 # A sample is "confident" when the classifier gives its top class at least this probability. Reported only
 # (confident_share): it judges nothing, so it is no grading policy.
 CONFIDENT = 0.9
@@ -58,11 +59,11 @@ def classifier_path(dataset: str) -> Path:
 
 
 def load_classifier(dataset: str, device="cpu") -> Classifier:
-    """The shipped classifier for `dataset` (see `python -m src.harness.train_classifier`)."""
+    """The shipped classifier for `dataset` (see `python -m src.harness.instructor.train_classifier`)."""
     path = classifier_path(dataset)
     if not path.exists():
         raise FileNotFoundError(f"no classifier for {dataset} at {path}; train one with "
-                                f"`uv run python -m src.harness.train_classifier {dataset}`")
+                                f"`uv run python -m src.harness.instructor.train_classifier {dataset}`")
     model = Classifier(*CLASSIFIERS[dataset])
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.to(device).eval()

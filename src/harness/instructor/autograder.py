@@ -1,4 +1,4 @@
-"""The Gradescope autograder: `run_autograder` calls `python -m src.harness.autograder`.
+"""The Gradescope autograder: `run_autograder` calls `python -m src.harness.instructor.autograder`.
 
 Layout under AUTOGRADER_ROOT (default /autograder, Gradescope's): source/ holds the unpacked bundle
 (kata/, settings.json, hidden_tests/), submission/ what the student uploaded (a whole repository or just
@@ -8,7 +8,7 @@ model.py and sampler.py), results/results.json what this writes. Grading steps:
 2. check statically that they import neither the reference nor (unless allowed) diffusers' ready-made parts;
 3. build work/kata: the student release of the kata with the student's files in src/ and checkpoints in outputs/;
 4. run the graded tests, then the hidden tests, each in a child pytest process that reports every test's outcome
-   on a pipe as it happens (src/harness/grading.py, _Events). The child runs as an unprivileged user where
+   on a pipe as it happens (src/harness/grade/grading.py, _Events). The child runs as an unprivileged user where
    the platform allows it; a test that hangs past its time limit, or a child that dies, is killed and the
    child restarted on the tests still to run;
 5. write results.json here, after the children have ended, from those outcomes only.
@@ -27,8 +27,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from src.harness.instructor.manifest import student_files
 from src.harness.levels import STUDENT_FILES, parts_grading, trained_runs
-from src.harness.manifest import student_files
 from src.harness.paths import ROOT, write_json
 from src.harness.policy import AUTOGRADED_PARTS
 
@@ -189,7 +189,7 @@ class Suite:
         if self.drop:
             env["KATA_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
             os.chown(scratch, *self.drop)
-        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "src.harness.autograder_plugin",
+        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "src.harness.grade.autograder_plugin",
                    "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
                    "-m", self.marker, *targets]
         with open(self.log, "a") as log:
@@ -368,7 +368,7 @@ def run_suites(kata: Path, where: dict, python: str, settings: dict, deadline: f
 
 def results_json(entries: list[dict], suites: list, zeroed: dict, notes: list[str], seconds: float, drop) -> dict:
     """Gradescope's results.json: the tests, a summary with time and memory, and the Level 2 leaderboard."""
-    from src.harness.grading import gradescope_results
+    from src.harness.grade.grading import gradescope_results
 
     results = gradescope_results(entries)
     peak = max(suite.peak_rss_kb for suite in suites) / 1024

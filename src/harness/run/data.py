@@ -2,7 +2,7 @@
 
 Every dataset in `DATASETS` is a function of the `data` config that returns a `Data`. Images stay uint8
 until a batch is taken (fast on a CPU, no worker processes); the model sees floats in [-1, 1]. The 2-D
-playground's points (src/harness/points.py) are float32 from the start.
+playground's points (src/harness/run/points.py) are float32 from the start.
 """
 
 import gzip
@@ -250,7 +250,7 @@ class DatasetSpec:
     shape: Callable  # data config -> the shape of one sample, (C, H, W) or (2,), known without loading anything
     num_train: Callable  # data config -> the number of training samples, known without loading anything
     num_classes: int  # len(Data.classes), known without loading anything (a class-conditional network needs it)
-    kind: str = "images"  # a key of harness.kinds.KINDS: "images" or "points"
+    kind: str = "images"  # a key of harness.run.kinds.KINDS: "images" or "points"
 
 
 DATASETS = {

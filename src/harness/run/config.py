@@ -39,19 +39,19 @@ def one_of(default: str, choices: Callable[[], Iterable[str]]):
 
 
 def _datasets():
-    from src.harness.data import DATASETS  # torch-heavy: imported only when a config is checked
+    from src.harness.run.data import DATASETS  # torch-heavy: imported only when a config is checked
 
     return DATASETS
 
 
 def _samplers():
-    from src.harness.samplers import SAMPLERS
+    from src.harness.run.samplers import SAMPLERS
 
     return SAMPLERS
 
 
 def _objectives():
-    from src.harness.objective import OBJECTIVES
+    from src.harness.run.objective import OBJECTIVES
 
     return OBJECTIVES
 
@@ -59,7 +59,7 @@ def _objectives():
 
 @dataclass
 class DataConfig:
-    name: str = one_of("fashion_mnist", _datasets)  # a key of harness.data.DATASETS
+    name: str = one_of("fashion_mnist", _datasets)  # a key of harness.run.data.DATASETS
     root: str = "${oc.env:KATA_DATA_ROOT,data}"  # dataset folder (torchvision layout); env KATA_DATA_ROOT sets it
     download: bool = True  # let torchvision download missing files when online
     verify_md5: bool = True  # false: accept mirrors whose files are complete but fail torchvision's md5
@@ -94,7 +94,7 @@ class DiffusionConfig:
 
 @dataclass
 class ConditioningConfig:
-    """What the network sees besides x_t and t (src/harness/conditioning.py)."""
+    """What the network sees besides x_t and t (src/harness/run/conditioning.py)."""
 
     kind: str = one_of("none", lambda: ("none", "class"))  # class: each image's class label (Level 6)
     label_dropout: float = checked(0.1, FRACTION)  # share of training labels replaced by the null label
@@ -236,9 +236,9 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_between_fields(cfg: DictConfig) -> None:
-    from src.harness.data import DATASETS  # torch-heavy: imported only when needed
     from src.harness.policy import POINT_EVAL_SAMPLES
-    from src.harness.quality import EVAL_SAMPLES, classifier_path
+    from src.harness.run.data import DATASETS  # torch-heavy: imported only when needed
+    from src.harness.run.quality import EVAL_SAMPLES, classifier_path
 
     if DATASETS[cfg.data.name].kind == "points":
         _check(cfg.conditioning.kind == "none", "conditioning.kind", cfg.conditioning.kind,
@@ -252,7 +252,7 @@ def _check_between_fields(cfg: DictConfig) -> None:
         _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
                f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "
                f"{EVAL_SAMPLES} samples with two sets of {EVAL_SAMPLES} real images")
-    from src.harness.objective import OBJECTIVES
+    from src.harness.run.objective import OBJECTIVES
 
     d = cfg.diffusion
     objective = OBJECTIVES[d.objective]

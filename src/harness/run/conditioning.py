@@ -73,7 +73,7 @@ class ClassConditional:
         """src/sampler.py's guided_sample (the reference's with solution=True), tried once on a fake model and
         images of `tiny_shape`, (1, C, 4, 4), so that a stub is reported before training, not after it."""
         from src.harness.loading import import_implementation
-        from src.harness.schedule import NoiseSchedule
+        from src.harness.run.schedule import NoiseSchedule
 
         guided_sample = import_implementation("sampler", solution).guided_sample
         guided_sample(lambda x, t, y: torch.zeros_like(x), NoiseSchedule(2, device=device), tiny_shape,
@@ -84,9 +84,9 @@ class ClassConditional:
                out: Path) -> dict:
         """classes.png (one row per class, at `guidance_scale`), guidance.png (the same seeds at each of
         GUIDANCE_SCALES) and the agreement table; returns {"guidance": {"w": agreement}}."""
-        from src.harness.figures import image_grid
-        from src.harness.guidance import class_rows, describe_agreement, guidance_scores, guidance_strip
         from src.harness.policy import GUIDANCE_SCALES
+        from src.harness.run.figures import image_grid
+        from src.harness.run.guidance import class_rows, describe_agreement, guidance_scores, guidance_strip
 
         scales = sorted({*GUIDANCE_SCALES, guidance_scale})
         scores = guidance_scores(guided_sample, model, schedule, data.sample_shape, self.num_classes, dataset,
@@ -106,7 +106,7 @@ class ClassConditional:
 
 def conditioning_of(cfg):
     """The conditioning a run config's `conditioning.kind` names, for its dataset's classes."""
-    from src.harness.data import DATASETS
+    from src.harness.run.data import DATASETS
 
     if cfg.conditioning.kind == "class":
         return ClassConditional(DATASETS[cfg.data.name].num_classes, cfg.conditioning.label_dropout)

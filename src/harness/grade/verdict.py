@@ -1,8 +1,8 @@
 """Scores a GitHub Classroom step from the written grade report, not from pytest's exit status.
 
-    uv run python -m src.harness.verdict basics     # runs `pytest -m basics`, then reads outputs/grade-basics.json
-    uv run python -m src.harness.verdict level1 -k recognisable   # part of a level: grade-level1-recognisable.json
-    uv run python -m src.harness.verdict level7 -k "not fashion_mnist"   # grade-level7-not-fashion_mnist.json
+    uv run python -m src.harness.grade.verdict basics   # runs `pytest -m basics`, reads outputs/grade-basics.json
+    uv run python -m src.harness.grade.verdict level1 -k recognisable   # grade-level1-recognisable.json
+    uv run python -m src.harness.grade.verdict level7 -k "not fashion_mnist"   # grade-level7-not-fashion_mnist.json
 
 Classroom's command grader gives a step its points when the command exits 0. pytest's own exit status is
 not enough: a submission that calls os._exit(0) in the middle of a test ends pytest with status 0 and
@@ -40,7 +40,7 @@ def pytest_arguments(part: str, extra: list[str], report: Path) -> list[str]:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        print("usage: python -m src.harness.verdict PART [pytest arguments]", file=sys.stderr)
+        print("usage: python -m src.harness.grade.verdict PART [pytest arguments]", file=sys.stderr)
         return 2
     part, extra = argv[0], argv[1:]
     # A step that grades part of a level (`-k WORD`) gets a report of its own, so no step overwrites another's.
