@@ -151,7 +151,7 @@ def run(cfg, args) -> int:
     model, sampler, guided_sample = load_code(cfg, args, runtime, conditioning)
     data = load_data(cfg.data)
     if args.benchmark:
-        return run_benchmark(cfg, args, runtime, model, data)
+        return run_benchmark(cfg, args, runtime, model, data, conditioning)
     objective = make_objective(cfg.diffusion, runtime.device, args.solution)
     if not processes.is_main:  # a torchrun worker: it trains its shard, the main process does the rest
         train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
@@ -193,7 +193,7 @@ def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
     """(the model on the device, the sampler, the guided sampler of a class-conditional run or None), from student
     code or, with --solution, the reference."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, args.solution).to(runtime.device)
+    model = build_model(cfg, args.solution, conditioning).to(runtime.device)
     sampler = get_sampler(cfg.sampling, OBJECTIVES[cfg.diffusion.objective], custom=args.custom_sampler,
                           solution=args.solution)
     tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
@@ -202,7 +202,7 @@ def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
     return model, sampler, conditioning.load_sampler(args.solution, tiny, runtime.device)
 
 
-def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
+def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data, conditioning) -> int:
     from src.harness.run.benchmark import benchmark
 
     if DATASETS[cfg.data.name].kind == "points":
@@ -210,7 +210,7 @@ def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data) -> int:
     cpu = f", CPU {describe_cpu()}" if runtime.device.type == "cpu" else ""
     print(f"benchmark: {args.config}, {num_parameters(model) / 1e6:.2f} M parameters, "
           f"{runtime.device.type} ({torch.get_num_threads()} threads{cpu}), precision {runtime.precision}")
-    benchmark(cfg, lambda: build_model(cfg, args.solution), data, runtime)
+    benchmark(cfg, lambda: build_model(cfg, args.solution, conditioning), data, runtime)
     return 0
 
 
