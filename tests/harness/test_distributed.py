@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 
-from src.harness.paths import ROOT
 from src.harness.run.distributed import DistributedError, Processes
 from src.harness.run.train import load_checkpoint
 from tests.harness.helpers import ONE_CONV, kata_copy, run_main

@@ -10,7 +10,6 @@ from omegaconf import OmegaConf
 
 from src.harness.grade.grading import gradable
 from src.harness.loading import StudentCodeError, model_fingerprint
-from src.harness.paths import ROOT
 from src.harness.run.config import official_config
 from src.harness.run.train import ResumeMismatchError, budget_of, check_resume, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
