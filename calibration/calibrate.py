@@ -26,6 +26,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from calibration.train_zoo import ZOO_CONFIGS, zoo_run_dir
 from calibration.zoo import ZOO_MODELS
+from src.harness.loading import REFERENCE
 from src.harness.paths import ROOT
 from src.harness.policy import EVAL_SAMPLES, THRESHOLDS, bars_of
 from src.harness.run.conditioning import conditioning_of
@@ -47,7 +48,7 @@ PADDING = 2  # pixels between the images of a stored grid
 def generators(config: str, cfg, data):
     """(key, description, images (N, C, H, W) in [-1, 1]) for every generator that can be drawn now."""
     runtime = Runtime.choose("cpu", cfg.training.precision)
-    objective = make_objective(cfg.diffusion, solution=True)  # the zoo trains with the reference's src/flow.py
+    objective = make_objective(cfg.diffusion, source=REFERENCE)  # the zoo trains with the reference's src/flow.py
     shape = (EVAL_SAMPLES, *DATASETS[cfg.data.name].shape(cfg.data))
     size = shape[-1]
 
@@ -63,11 +64,11 @@ def generators(config: str, cfg, data):
         reference = samples if key == "reference" else reference
         yield key, description, samples
     torch.manual_seed(0)
-    yield "untrained", "untrained model", model_samples(build_model(cfg, solution=True))
+    yield "untrained", "untrained model", model_samples(build_model(cfg, REFERENCE))
     with tempfile.TemporaryDirectory() as scratch:
         short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
         torch.manual_seed(0)
-        model = build_model(short, solution=True)
+        model = build_model(short, REFERENCE)
         ema = train(short, model, objective, data.train, runtime, Path(scratch) / "checkpoint.pt").ema.model
         yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", model_samples(ema)
     yield "noise", "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
@@ -86,9 +87,9 @@ def generators(config: str, cfg, data):
 def trained_models(config: str, cfg):
     """(key, description, EMA model in eval mode) of the reference run of `config` and of every finished zoo run of
     it (a class-conditional config builds each network with num_classes)."""
-    checkpoint = ROOT / output_dir(cfg, solution=True) / "checkpoint.pt"
+    checkpoint = ROOT / output_dir(cfg, source=REFERENCE) / "checkpoint.pt"
     if checkpoint.exists():
-        yield "reference", f"reference, `configs/{config}.yaml`", _ema(build_model(cfg, solution=True),
+        yield "reference", f"reference, `configs/{config}.yaml`", _ema(build_model(cfg, REFERENCE),
                                                                        load_checkpoint(checkpoint))
     sample_shape = DATASETS[cfg.data.name].shape(cfg.data)  # (C, H, W)
     channels, size = sample_shape[0], sample_shape[-1]

@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from calibration.calibrate import GRIDS, PADDING, VERDICTS, load_samples, trained_models
-from src.harness.loading import import_implementation
+from src.harness.loading import REFERENCE
 from src.harness.policy import AGREEMENT_PER_CLASS, GUIDANCE_SCALES, GUIDED_AGREEMENT, UNGUIDED_AGREEMENT
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.config import official_config
@@ -44,11 +44,11 @@ def generators(cfg, data):
         reference = model if key == "reference" else reference
         yield key, description, model
     torch.manual_seed(0)
-    yield "untrained", "untrained model", build_model(cfg, solution=True).eval()
+    yield "untrained", "untrained model", build_model(cfg, REFERENCE).eval()
     with tempfile.TemporaryDirectory() as scratch:
         short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
         torch.manual_seed(0)
-        model = build_model(short, solution=True)
+        model = build_model(short, REFERENCE)
         ema = train(short, model, make_objective(short.diffusion), data.train, runtime, Path(scratch) / "c.pt",
                     train_labels=data.train_labels, conditioning=conditioning_of(short)).ema.model
         yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", ema.eval()
@@ -79,7 +79,7 @@ def stored_labels(num_classes: int) -> torch.Tensor:
 
 def draw(key: str, model, num_classes: int, autocast) -> None:
     """Store the model's guided samples at every scale as grids, one row per class."""
-    guided_sample = import_implementation("sampler", solution=True).guided_sample
+    guided_sample = REFERENCE.module("sampler").guided_sample
     schedule = make_objective(official_config(CONFIG).diffusion).schedule
     scores = guidance_scores(guided_sample, model, schedule, SHAPE, num_classes, "fashion_mnist", autocast)
     for scale, entry in scores.items():

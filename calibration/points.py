@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from calibration.point_zoo import POINT_ZOO
-from src.harness.loading import import_implementation
+from src.harness.loading import REFERENCE
 from src.harness.paths import ROOT
 from src.harness.policy import EVAL_STEPS, POINT_EVAL_SAMPLES
 from src.harness.run.config import official_config
@@ -76,7 +76,7 @@ def trained_run(config: str, model, overrides: list[str] = (), objective=None):
     """(EMA model, run config): `model` trained at the official budget of `config` (plus `overrides`) as main.py
     trains it, with `objective` (default: the config's, flow matching from the reference's src/flow.py)."""
     cfg = official_config(config, ["training.eval_every=0", "training.preview_every=0", *overrides])
-    objective = objective or make_objective(cfg.diffusion, solution=True)
+    objective = objective or make_objective(cfg.diffusion, source=REFERENCE)
     with tempfile.TemporaryDirectory() as scratch:
         result = train(cfg, model, objective, load_data(cfg.data).train, Runtime.choose("cpu", "fp32"),
                        Path(scratch) / "checkpoint.pt")
@@ -87,10 +87,10 @@ def _trained_samples(config: str, model, overrides: list[str] = (), ddim_eta: fl
     """The evaluation points of `model` trained at the official budget of `config` (plus `overrides`), drawn by the
     objective's fast sampler or, with ddim_eta, by the reference's DDIM at that eta."""
     ema_model, cfg = trained_run(config, model, overrides)
-    objective = make_objective(cfg.diffusion, solution=True)
+    objective = make_objective(cfg.diffusion, source=REFERENCE)
     if ddim_eta is None:
         return evaluation_points(ema_model, objective, nullcontext)
-    ddim_sample = import_implementation("sampler", solution=True).ddim_sample
+    ddim_sample = REFERENCE.module("sampler").ddim_sample
     return ddim_sample(ema_model.eval(), objective.schedule, (POINT_EVAL_SAMPLES, 2),
                        torch.Generator().manual_seed(0), num_steps=EVAL_STEPS, eta=ddim_eta)
 

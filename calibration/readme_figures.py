@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from src.harness.loading import import_implementation  # noqa: E402
+from src.harness.loading import REFERENCE  # noqa: E402
 from src.harness.paths import ROOT  # noqa: E402
 from src.harness.run.config import official_config
 from src.harness.run.data import load_data  # noqa: E402
@@ -30,7 +30,7 @@ def moons_paths() -> None:
     runs = []
     for config, title in (("moons", "DDPM, DPM-Solver++"), ("moons_flow", "flow matching, Heun")):
         model, run_cfg = reference_model(config)
-        runs.append((title, model, make_objective(run_cfg.diffusion, solution=True)))
+        runs.append((title, model, make_objective(run_cfg.diffusion, source=REFERENCE)))
     data = load_data(official_config("moons").data).val
     paths_picture(runs, data).save(IMAGES / "moons_paths.png")
     print(f"wrote {IMAGES / 'moons_paths.png'}")
@@ -40,7 +40,7 @@ def ddim_steps(num_images: int = 10) -> None:
     """One row per sampler, every row from the same seed, so the same starting noise x_T."""
     model, run_cfg = reference_model("fashion_mnist")
     schedule = make_objective(run_cfg.diffusion).schedule
-    samplers = import_implementation("sampler", solution=True)
+    samplers = REFERENCE.module("sampler")
     shape = (num_images, 1, 28, 28)
     fig, axes = plt.subplots(len(DDIM_ROWS), 1, figsize=(num_images * 0.62, len(DDIM_ROWS) * 0.82))
     for ax, (title, steps, eta) in zip(axes, DDIM_ROWS):

@@ -4,6 +4,7 @@ import ast
 import hashlib
 import importlib
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from src.harness import levels
@@ -30,18 +31,61 @@ def reference_available() -> bool:
     return (ROOT / "src" / "solution" / "model.py").is_file() and (ROOT / "src" / "solution" / "sampler.py").is_file()
 
 
-def import_implementation(name: str, solution: bool = False):
-    """The module `src.<name>` (student) or `src.solution.<name>` (reference), e.g. name="model"."""
-    if solution and not reference_available():
-        raise NoReferenceError(NO_REFERENCE)
-    module = f"src.solution.{name}" if solution else f"src.{name}"
-    try:
-        return importlib.import_module(module)
-    except SyntaxError as err:
-        where = _relative(err.filename) if err.filename else module
-        raise StudentCodeError(f"{where}, line {err.lineno}: SyntaxError: {err.msg}. Fix it and run again.") from None
-    except Exception as err:
-        raise StudentCodeError(f"importing {module} failed: {describe_exception(err)}") from None
+@dataclass(frozen=True)
+class CodeSource:
+    """Whose code a run or a test uses, chosen once (by --solution): the student's files at the top of src/, or the
+    reference's in src/solution/. The harness reaches either only through this object; src/utils.py is shared."""
+
+    reference: bool = False
+
+    @property
+    def run_suffix(self) -> str:
+        """What a run folder's name adds for this code: outputs/<config>-solution/ holds the reference's runs."""
+        return "-solution" if self.reference else ""
+
+    def path(self, name: str) -> str:
+        """The file of `name` (a key of STUDENT_FILES) from the root: src/<name>.py or src/solution/<name>.py."""
+        return f"src/solution/{name}.py" if self.reference and name != "utils" else STUDENT_FILES[name]
+
+    def module(self, name: str):
+        """The module src.<name> (student) or src.solution.<name> (reference), e.g. name="model"."""
+        if self.reference and not reference_available():
+            raise NoReferenceError(NO_REFERENCE)
+        module = f"src.solution.{name}" if self.reference else f"src.{name}"
+        try:
+            return importlib.import_module(module)
+        except SyntaxError as err:
+            where = _relative(err.filename) if err.filename else module
+            raise StudentCodeError(f"{where}, line {err.lineno}: SyntaxError: {err.msg}. Fix it and run again.") \
+                from None
+        except Exception as err:
+            raise StudentCodeError(f"importing {module} failed: {describe_exception(err)}") from None
+
+    def fingerprint(self, modules: tuple[str, ...] = ("model",), root: Path = ROOT) -> str:
+        """A hash of the code of each of `modules` (see kinds.trained_code) and src/utils.py, blind to comments,
+        docstrings and formatting.
+
+        main.py records it in a run's checkpoint and the level tests compare it with the files being graded, so a
+        checkpoint counts only for the code that trained it (editing a comment is fine).
+        """
+        digest = hashlib.sha256()
+        for name in (*modules, "utils"):
+            try:
+                tree = ast.parse((root / self.path(name)).read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, ValueError):
+                digest.update(b"unreadable")
+                continue
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+            digest.update(ast.dump(tree).encode())
+        return digest.hexdigest()
+
+
+STUDENT = CodeSource()
+REFERENCE = CodeSource(reference=True)
 
 
 def stub_message(err: NotImplementedError) -> str:
@@ -93,27 +137,3 @@ def check_prediction(prediction, x) -> None:
     if prediction.device != x.device:
         raise StudentCodeError(f"the model returned a tensor on {prediction.device} for input on {x.device}; "
                                "do not move tensors to a device yourself: the harness moves the whole model")
-
-
-def model_fingerprint(modules: tuple[str, ...] = ("model",), root: Path = ROOT, solution: bool = False) -> str:
-    """A hash of the code of src/<module>.py (with `solution`, src/solution/<module>.py) for each of `modules` (see
-    kinds.trained_code) and src/utils.py, blind to comments, docstrings and formatting.
-
-    main.py records it in a run's checkpoint and the level tests compare it with the files being graded, so a
-    checkpoint counts only for the code that trained it (editing a comment is fine).
-    """
-    digest = hashlib.sha256()
-    for name in (*modules, "utils"):
-        path = root / (f"src/solution/{name}.py" if solution and name != "utils" else STUDENT_FILES[name])
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, ValueError):
-            digest.update(b"unreadable")
-            continue
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-        digest.update(ast.dump(tree).encode())
-    return digest.hexdigest()

@@ -27,7 +27,7 @@ import torch
 
 from src.harness.grade.short_run import short_run
 from src.harness.levels import trained_runs
-from src.harness.loading import import_implementation
+from src.harness.loading import REFERENCE
 from src.harness.paths import ROOT
 from src.harness.policy import SHORT_RUN_STEPS
 from src.harness.run.config import official_config
@@ -41,12 +41,12 @@ DATASETS = ("fashion_mnist", "cifar10")
 
 
 def reference_parameters() -> dict[str, int]:
-    return {dataset: sum(p.numel() for p in build_model(official_config(dataset), solution=True).parameters())
+    return {dataset: sum(p.numel() for p in build_model(official_config(dataset), REFERENCE).parameters())
             for dataset in DATASETS}
 
 
 def reference_short_run() -> dict:
-    before, after = short_run(import_implementation("model", solution=True).DiffusionModel)
+    before, after = short_run(REFERENCE.module("model").DiffusionModel)
     return {"before": before, "after": after, "steps": SHORT_RUN_STEPS,
             "precision": Runtime.choose("cpu").precision, "torch": torch.__version__.split("+")[0]}
 
@@ -54,33 +54,33 @@ def reference_short_run() -> dict:
 def reference_sampler_trace():
     from tests.graded.fakes import trace_sampler
 
-    return trace_sampler(import_implementation("sampler", solution=True).sample)
+    return trace_sampler(REFERENCE.module("sampler").sample)
 
 
 def reference_flow_pairs() -> dict:
     from tests.graded.fakes import flow_pair_inputs
 
-    pair = import_implementation("flow", solution=True).flow_matching_pair
+    pair = REFERENCE.module("flow").flow_matching_pair
     return {kind: pair(*flow_pair_inputs(shape)) for kind, shape in (("images", (1, 4, 4)), ("points", (2,)))}
 
 
 def reference_flow_trace():
     from tests.graded.fakes import trace_fast_sampler
 
-    return trace_fast_sampler(import_implementation("flow", solution=True).euler_sample)
+    return trace_fast_sampler(REFERENCE.module("flow").euler_sample)
 
 
 def reference_ddim_traces() -> dict:
     from tests.graded.fakes import trace_fast_sampler
 
-    ddim_sample = import_implementation("sampler", solution=True).ddim_sample
+    ddim_sample = REFERENCE.module("sampler").ddim_sample
     return {eta: trace_fast_sampler(ddim_sample, eta=eta) for eta in recorded.DDIM_ETAS}
 
 
 def reference_guided_traces() -> dict:
     from tests.graded.fakes import trace_guided_sampler
 
-    guided_sample = import_implementation("sampler", solution=True).guided_sample
+    guided_sample = REFERENCE.module("sampler").guided_sample
     return {scale: trace_guided_sampler(guided_sample, scale) for scale in recorded.GUIDANCE_SCALES}
 
 
@@ -91,13 +91,13 @@ RUN_RECORD = ("step", "images_seen", "total_steps", "config", "budget", "solutio
 def record_run(config: str) -> Path:
     """outputs/<config>-solution/ (a finished reference run of the current code and recipe) into
     src/solution/runs/<config>.pt and its scores into reference_scores.json; returns the file written."""
-    source = checkpoint_path(config, solution=True)
+    source = checkpoint_path(config, REFERENCE)
     if not source.exists():
-        raise SystemExit(f"no reference run of {config} to record: run `{command(config, True)}` first")
+        raise SystemExit(f"no reference run of {config} to record: run `{command(config, REFERENCE)}` first")
     state = load_checkpoint(source)
-    problem = provenance_problem(state, official_config(config), solution=True)
+    problem = provenance_problem(state, official_config(config), REFERENCE)
     if problem:
-        raise SystemExit(f"{source} {problem}: train it again with `{command(config, True)} --overwrite`")
+        raise SystemExit(f"{source} {problem}: train it again with `{command(config, REFERENCE)} --overwrite`")
     metrics = json.loads((source.parent / "metrics.json").read_text())
     target = reference_run_path(config)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,7 @@ def record_run(config: str) -> Path:
     scores = json.loads(REFERENCE_SCORES.read_text())
     scores[config] = {"val_loss": metrics["val_loss"], "quality": metrics["quality"]} | (
         {"guidance": metrics["guidance"]} if "guidance" in metrics else {}) | {
-        "command": command(config, True),
+        "command": command(config, REFERENCE),
         "measured_on": f"{describe_cpu()}, 2 cores, torch {torch.__version__.split('+')[0]}; {metrics['precision']} "
                        f"training, float32 validation loss, samples of the harness's {metrics['sampler']} sampler; "
                        "the official budget"}

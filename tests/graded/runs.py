@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from src.harness.levels import trained_runs
-from src.harness.loading import STUDENT_FILES, model_fingerprint
+from src.harness.loading import REFERENCE, STUDENT, CodeSource
 from src.harness.paths import ROOT
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.config import Config, official_config, output_dir
@@ -21,12 +21,12 @@ from src.harness.run.train import budget_of, load_checkpoint, recorded_budget, t
 REFERENCE_SCORES = ROOT / "src" / "harness" / "reference_scores.json"
 
 
-def command(config: str, solution: bool) -> str:
-    return f"uv run python main.py --config configs/{config}.yaml" + (" --solution" if solution else "")
+def command(config: str, source: CodeSource) -> str:
+    return f"uv run python main.py --config configs/{config}.yaml" + (" --solution" if source.reference else "")
 
 
-def checkpoint_path(config: str, solution: bool):
-    return ROOT / output_dir(official_config(config), solution) / "checkpoint.pt"
+def checkpoint_path(config: str, source: CodeSource):
+    return ROOT / output_dir(official_config(config), source) / "checkpoint.pt"
 
 
 # The reference's recorded runs (EMA weights and what main.py recorded; instructor repository only), one per run a
@@ -39,53 +39,53 @@ def reference_run_path(config: str):
     return REFERENCE_RUNS / f"{config}.pt"
 
 
-def trained_model(config: str, model_class, solution: bool):
-    """(EMA model, its run config) of the student's run in outputs/<config>/checkpoint.pt, or with `solution` of the
+def trained_model(config: str, model_class, source: CodeSource):
+    """(EMA model, its run config) of the student's run in outputs/<config>/checkpoint.pt, or for the REFERENCE of the
     reference's recorded run (src/solution/runs/<config>.pt; a run too dear to record, CIFAR-10's, from
     outputs/<config>-solution/), after checking its budget and the code that trained it."""
-    path = checkpoint_path(config, solution)
-    if solution and trained_runs()[config].recorded:
+    path = checkpoint_path(config, source)
+    if source.reference and trained_runs()[config].recorded:
         path = reference_run_path(config)
         if not path.exists():
-            pytest.fail(f"no recorded reference run for {config}: train one with `{command(config, True)}` and record "
-                        f"it with `{RECORD_COMMAND} {config}`", pytrace=False)
-    elif solution and not path.exists():
-        pytest.skip(f"no reference run for {config}: `{command(config, True)}` makes one (hours on a CPU)")
+            pytest.fail(f"no recorded reference run for {config}: train one with `{command(config, REFERENCE)}` and "
+                        f"record it with `{RECORD_COMMAND} {config}`", pytrace=False)
+    elif source.reference and not path.exists():
+        pytest.skip(f"no reference run for {config}: `{command(config, REFERENCE)}` makes one (hours on a CPU)")
     if not path.exists():
-        pytest.fail(f"no trained model yet: run `{command(config, solution)}` first "
+        pytest.fail(f"no trained model yet: run `{command(config, source)}` first "
                     f"(it writes {os.path.relpath(path, ROOT)})", pytrace=False)
     state = _load(path)
     official = official_config(config)
-    problem = provenance_problem(state, official, solution)
+    problem = provenance_problem(state, official, source)
     if problem:
-        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {_retrain_advice(config, solution, problem, path)}",
+        pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {_retrain_advice(config, source, problem, path)}",
                     pytrace=False)
     run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])  # older runs lack newer sections
     shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
     kind = kind_of(run_cfg.data.name)
     arguments = conditioning_of(run_cfg).model_arguments
-    model = build_model(run_cfg, solution=True) if solution else kind.build(model_class, shape, arguments)
+    model = build_model(run_cfg, REFERENCE) if source.reference else kind.build(model_class, shape, arguments)
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
         pytest.fail(f"{os.path.relpath(path, ROOT)} holds weights that do not fit this DiffusionModel "
                     f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): "
-                    f"{_retrain_advice(config, solution, '', path)}", pytrace=False)
+                    f"{_retrain_advice(config, source, '', path)}", pytrace=False)
     return model.eval(), run_cfg
 
 
-def _retrain_advice(config: str, solution: bool, problem: str, path) -> str:
+def _retrain_advice(config: str, source: CodeSource, problem: str, path) -> str:
     if path == reference_run_path(config):
-        return (f"train the reference again with `{command(config, True)} --overwrite` and record it with "
+        return (f"train the reference again with `{command(config, REFERENCE)} --overwrite` and record it with "
                 f"`{RECORD_COMMAND} {config}`")
     if problem.startswith("stopped"):
-        return f"finish it with `{command(config, solution)} --resume`"
-    return f"train it again with `{command(config, solution)} --overwrite`"
+        return f"finish it with `{command(config, source)} --resume`"
+    return f"train it again with `{command(config, source)} --overwrite`"
 
 
 def reference_model(config: str):
     """(EMA model, its run config) of the reference's run of `config`, built from the run's config (no class needed)."""
-    return trained_model(config, None, solution=True)
+    return trained_model(config, None, REFERENCE)
 
 
 def _load(path) -> dict:
@@ -100,7 +100,7 @@ def _load(path) -> dict:
     return state
 
 
-def provenance_problem(state: dict, official, solution: bool) -> str | None:
+def provenance_problem(state: dict, official, source: CodeSource) -> str | None:
     """Why a checkpoint does not count for a level, or None: it must record the official budget, trained to the
     last step, by the code being graded (src/solution/ or src/model.py ..., by the fingerprint main.py recorded);
     the reference's run also by the official recipe (every setting of the config but NOT_RECIPE)."""
@@ -118,14 +118,14 @@ def provenance_problem(state: dict, official, solution: bool) -> str | None:
     if state["step"] > official_steps or state.get("images_seen") != official_steps * official.data.batch_size:
         return (f"records {state['step']} steps and {state.get('images_seen')} images seen, but the official budget "
                 f"is {official_steps} steps of {official.data.batch_size} images")
-    if state.get("solution", False) != solution:
-        return f"was not trained from {'src/solution' if solution else f'src/{kind_of(official.data.name).module}.py'}"
+    if state.get("solution", False) != source.reference:
+        network = kind_of(official.data.name).module
+        return f"was not trained from {'src/solution' if source.reference else source.path(network)}"
     code = trained_code(official)
-    if state.get("model_fingerprint") != model_fingerprint(code, solution=solution):
-        files = " and ".join(f"src/solution/{name}.py" if solution and name != "utils" else STUDENT_FILES[name]
-                             for name in (*code, "utils"))
+    if state.get("model_fingerprint") != source.fingerprint(code):
+        files = " and ".join(source.path(name) for name in (*code, "utils"))
         return f"was trained by other code than the current {files} (changed since?)"
-    if solution:
+    if source.reference:
         changed = recipe_changes(state["config"], official)
         if changed:
             return f"was trained with other settings than configs/{official.output.name}.yaml's ({', '.join(changed)})"
@@ -180,4 +180,4 @@ def reference_validation_loss() -> float:
 @lru_cache(maxsize=1)
 def student_validation_loss(model_class) -> float:
     """Of the student's Fashion-MNIST run, loaded into `model_class` (src/model.py's DiffusionModel)."""
-    return fashion_mnist_validation_loss(*trained_model("fashion_mnist", model_class, solution=False))
+    return fashion_mnist_validation_loss(*trained_model("fashion_mnist", model_class, STUDENT))

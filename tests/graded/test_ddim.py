@@ -194,9 +194,9 @@ def test_returns_clipped_samples_without_autograd_history(ddim_sample):
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_moons_samples_have_the_datas_shape(ddim_sample, point_model_class, solution, eta):
+def test_moons_samples_have_the_datas_shape(ddim_sample, point_model_class, source, eta):
     """Your Level 0 moons run, sampled with your DDIM in 50 steps, passes Level 0's bar."""
-    model, run_cfg = trained_model("moons", point_model_class, solution)
+    model, run_cfg = trained_model("moons", point_model_class, source)
     data = load_data(official_config("moons").data)
     generator = torch.Generator().manual_seed(0)
     samples = ddim_sample(model.eval(), NoiseSchedule.from_config(run_cfg.diffusion), (POINT_EVAL_SAMPLES, 2),
@@ -204,4 +204,4 @@ def test_moons_samples_have_the_datas_shape(ddim_sample, point_model_class, solu
     reasons = judge_points(point_quality(samples.float(), data.train, data.val), "moons")
     assert not reasons, "; ".join(reasons) + (
         f" (your DDIM with eta = {eta:g}, 50 steps, on your Level 0 moons run: if Level 0's moons test passes, check "
-        f"the tests above; without a run, train one with `{command('moons', solution)}`)")
+        f"the tests above; without a run, train one with `{command('moons', source)}`)")

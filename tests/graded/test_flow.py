@@ -140,11 +140,11 @@ def test_euler_returns_clipped_samples_without_autograd_history(euler_sample):
 @pytest.mark.points(4)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(600)
-def test_moons_flow_samples_have_the_datas_shape(point_model_class, solution):
-    model, run_cfg = trained_model("moons_flow", point_model_class, solution)
+def test_moons_flow_samples_have_the_datas_shape(point_model_class, source):
+    model, run_cfg = trained_model("moons_flow", point_model_class, source)
     data = load_data(official_config("moons_flow").data)
-    samples = evaluation_points(model, make_objective(run_cfg.diffusion, solution=solution), nullcontext)
+    samples = evaluation_points(model, make_objective(run_cfg.diffusion, source=source), nullcontext)
     reasons = judge_points(point_quality(samples, data.train, data.val), "moons")
     assert not reasons, "; ".join(reasons) + (
         " (check the pair with the tests above; the network is your Level 0 PointModel. Then rerun "
-        f"`{command('moons_flow', solution)} --overwrite`)")
+        f"`{command('moons_flow', source)} --overwrite`)")

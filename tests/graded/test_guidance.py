@@ -5,6 +5,7 @@ from functools import lru_cache
 import pytest
 import torch
 
+from src.harness.loading import CodeSource
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, GUIDED_AGREEMENT,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL, UNGUIDED_AGREEMENT)
 from src.harness.run.config import official_config
@@ -203,10 +204,10 @@ def test_returns_clipped_samples_without_autograd_history(guided_sample):
 # ------------------------------------------------------------------------------------- a trained run
 
 @lru_cache(maxsize=2)
-def run_agreement(model_class, guided_sample, solution: bool) -> dict[float, float]:
+def run_agreement(model_class, guided_sample, source: CodeSource) -> dict[float, float]:
     """{w: class agreement} of the trained class-conditional run, drawn with `guided_sample` at w = 0 and at the
     default scale."""
-    model, run_cfg = trained_model("fashion_mnist_cfg", model_class, solution)
+    model, run_cfg = trained_model("fashion_mnist_cfg", model_class, source)
     official = official_config("fashion_mnist_cfg")
     autocast = Runtime.choose("cpu", official.training.precision).autocast
     scores = guidance_scores(guided_sample, model, NoiseSchedule.from_config(run_cfg.diffusion), (1, 28, 28), K,
@@ -214,29 +215,29 @@ def run_agreement(model_class, guided_sample, solution: bool) -> dict[float, flo
     return {scale: entry["agreement"] for scale, entry in scores.items()}
 
 
-def _advice(solution: bool) -> str:
+def _advice(source: CodeSource) -> str:
     return (f" (if the model and sampler tests above pass, improve the network and retrain: "
-            f"`{command('fashion_mnist_cfg', solution)} --overwrite`)")
+            f"`{command('fashion_mnist_cfg', source)} --overwrite`)")
 
 
 @pytest.mark.points(4)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
-def test_trained_run_shows_the_class_asked_for(model_class, guided_sample, solution):
+def test_trained_run_shows_the_class_asked_for(model_class, guided_sample, source):
     scale = official_config("fashion_mnist_cfg").conditioning.guidance_scale
-    agreement = run_agreement(model_class, guided_sample, solution)[scale]
+    agreement = run_agreement(model_class, guided_sample, source)[scale]
     assert agreement >= GUIDED_AGREEMENT, (
         f"at w = {scale:g}, the classifier sees the class asked for in {agreement:.0%} of your samples; at least "
-        f"{GUIDED_AGREEMENT:.0%} is needed" + _advice(solution))
+        f"{GUIDED_AGREEMENT:.0%} is needed" + _advice(source))
 
 
 @pytest.mark.points(2)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
-def test_trained_run_draws_no_class_at_w_0(model_class, guided_sample, solution):
+def test_trained_run_draws_no_class_at_w_0(model_class, guided_sample, source):
     """With the test above, the agreement rises with w: a sampler that ignores w, or never asks for the null label,
     draws classes at w = 0 too."""
-    agreement = run_agreement(model_class, guided_sample, solution)[0.0]
+    agreement = run_agreement(model_class, guided_sample, source)[0.0]
     assert agreement <= UNGUIDED_AGREEMENT, (
         f"at w = 0 {agreement:.0%} of the samples show the class asked for, more than {UNGUIDED_AGREEMENT:.0%}: w = 0 "
-        "must be the unconditional model alone (the null label), which knows no class" + _advice(solution))
+        "must be the unconditional model alone (the null label), which knows no class" + _advice(source))

@@ -11,8 +11,8 @@ from tests.graded.runs import (command, recorded_reference, reference_run_path, 
 @pytest.mark.points(5)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
-def test_validation_loss_at_most_the_references(model_class, solution, record_property):
-    loss = reference_validation_loss() if solution else student_validation_loss(model_class)
+def test_validation_loss_at_most_the_references(model_class, source, record_property):
+    loss = reference_validation_loss() if source.reference else student_validation_loss(model_class)
     record_property("validation_loss", loss)  # Gradescope's leaderboard (src/harness/instructor/autograder.py)
     if reference_available() and reference_run_path("fashion_mnist").exists():
         reference = reference_validation_loss()
@@ -22,4 +22,4 @@ def test_validation_loss_at_most_the_references(model_class, solution, record_pr
         source = "the recorded reference score (src/harness/reference_scores.json)"
     assert loss <= reference, (
         f"validation loss {loss:.4f}, the reference's {reference:.4f} ({source}). Same budget, lower loss: "
-        f"improve src/model.py and train again with `{command('fashion_mnist', solution)} --overwrite`")
+        f"improve src/model.py and train again with `{command('fashion_mnist', source)} --overwrite`")

@@ -100,12 +100,12 @@ def test_gradients_reach_the_parameters(point_model_class):
 @pytest.mark.points(4)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(600)
-def test_moons_samples_have_the_datas_shape(point_model_class, solution):
-    model, run_cfg = trained_model("moons", point_model_class, solution)
+def test_moons_samples_have_the_datas_shape(point_model_class, source):
+    model, run_cfg = trained_model("moons", point_model_class, source)
     data = load_data(official_config("moons").data)
     samples = evaluation_points(model, make_objective(run_cfg.diffusion), nullcontext)
     reasons = judge_points(point_quality(samples, data.train, data.val), "moons")
     assert not reasons, "; ".join(reasons) + (
         " (the budget is fixed: what helps is the network. A cloud around the moons usually means too small a "
         "network: give it three hidden layers of 64 to 128 units, as the stub says; ReLU learns the sharp ends "
-        f"fastest. Then rerun `{command('moons', solution)} --overwrite`)")
+        f"fastest. Then rerun `{command('moons', source)} --overwrite`)")

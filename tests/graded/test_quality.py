@@ -12,6 +12,7 @@ from functools import lru_cache
 import pytest
 from omegaconf import OmegaConf
 
+from src.harness.loading import STUDENT, CodeSource
 from src.harness.policy import bars_of
 from src.harness.run.config import official_config
 from src.harness.run.data import load_data, to_model_range
@@ -40,39 +41,39 @@ def reference_quality(config: str) -> dict:
 @lru_cache(maxsize=2)
 def student_quality(config: str, model_class) -> dict:
     """Of the student's run of `config`, loaded into `model_class` (src/model.py's DiffusionModel)."""
-    return run_quality(config, *trained_model(config, model_class, solution=False))
+    return run_quality(config, *trained_model(config, model_class, source=STUDENT))
 
 
-def _assert_passes(judgement, config: str, model_class, solution: bool, hint: str = "the network, see the "
+def _assert_passes(judgement, config: str, model_class, source: CodeSource, hint: str = "the network, see the "
                    "README's Level 1 chapter"):
-    quality = reference_quality(config) if solution else student_quality(config, model_class)
+    quality = reference_quality(config) if source.reference else student_quality(config, model_class)
     reasons = judgement(quality, bars_of(official_config(config)))
     assert not reasons, "; ".join(reasons) + (
-        f" (the budget is fixed: what helps is {hint}; then rerun `{command(config, solution)} --overwrite`)")
+        f" (the budget is fixed: what helps is {hint}; then rerun `{command(config, source)} --overwrite`)")
 
 
 @pytest.mark.level1
 @pytest.mark.points(3)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
-def test_fashion_mnist_samples_are_recognisable(model_class, solution):
-    _assert_passes(judge, "fashion_mnist", model_class, solution)
+def test_fashion_mnist_samples_are_recognisable(model_class, source):
+    _assert_passes(judge, "fashion_mnist", model_class, source)
 
 
 @pytest.mark.level1
 @pytest.mark.points(2)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
-def test_fashion_mnist_samples_are_as_good_as_the_references(model_class, solution):
-    _assert_passes(judge_against_reference, "fashion_mnist", model_class, solution)
+def test_fashion_mnist_samples_are_as_good_as_the_references(model_class, source):
+    _assert_passes(judge_against_reference, "fashion_mnist", model_class, source)
 
 
 @pytest.mark.level7
 @pytest.mark.points(4)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
-def test_fashion_mnist_flow_samples_are_recognisable(model_class, solution):
-    _assert_passes(judge, "fashion_mnist_flow", model_class, solution,
+def test_fashion_mnist_flow_samples_are_recognisable(model_class, source):
+    _assert_passes(judge, "fashion_mnist_flow", model_class, source,
                    hint="a correct src/flow.py (the pair and Euler tests above) and your Level 1 network")
 
 
@@ -80,5 +81,5 @@ def test_fashion_mnist_flow_samples_are_recognisable(model_class, solution):
 @pytest.mark.points(5)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(600)
-def test_cifar10_samples_are_recognisable(model_class, solution):
-    _assert_passes(judge, "cifar10", model_class, solution)
+def test_cifar10_samples_are_recognisable(model_class, source):
+    _assert_passes(judge, "cifar10", model_class, source)

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from src.harness.loading import REFERENCE
 from src.harness.paths import ROOT, SHARED_DATA
 from src.harness.run.config import official_config
 
@@ -46,7 +47,7 @@ def smoke_training(tmp_path: Path, *overrides: str):
     cfg = smoke_config(tmp_path, "training.checkpoint_every=1000", *overrides)
     data = load_data(cfg.data)
     torch.manual_seed(cfg.seed)
-    return cfg, build_model(cfg, solution=True), NoisePrediction(NoiseSchedule.from_config(cfg.diffusion)), data.train
+    return cfg, build_model(cfg, REFERENCE), NoisePrediction(NoiseSchedule.from_config(cfg.diffusion)), data.train
 
 
 def cpu(cfg):

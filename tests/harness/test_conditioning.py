@@ -4,7 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.harness.loading import model_fingerprint
+from src.harness.loading import REFERENCE
 from src.harness.run.conditioning import ClassConditional, Unconditional, conditioning_of
 from src.harness.run.config import ConfigError, official_config
 from src.harness.run.data import load_data
@@ -63,7 +63,7 @@ def test_a_run_with_another_label_dropout_does_not_count():
     official = official_config("fashion_mnist_cfg")
     state = {"budget": budget_of(official) | {"conditioning.label_dropout": 0.0}, "step": 1000,
              "images_seen": 32_000}
-    assert "conditioning.label_dropout=0.0" in provenance_problem(state, official, solution=True)
+    assert "conditioning.label_dropout=0.0" in provenance_problem(state, official, source=REFERENCE)
 
 
 def test_a_checkpoint_older_than_level_6_still_counts_for_level_1():
@@ -71,9 +71,9 @@ def test_a_checkpoint_older_than_level_6_still_counts_for_level_1():
     official = official_config("fashion_mnist")
     budget = {key: value for key, value in budget_of(official).items() if not key.startswith("conditioning.")}
     state = {"budget": budget, "step": 1875, "images_seen": 60_000, "solution": True,
-             "model_fingerprint": model_fingerprint(trained_code(official), solution=True),
+             "model_fingerprint": REFERENCE.fingerprint(trained_code(official)),
              "config": OmegaConf.to_container(official)}
-    assert provenance_problem(state, official, solution=True) is None
+    assert provenance_problem(state, official, source=REFERENCE) is None
 
 
 @pytest.mark.parametrize("overrides, message", [

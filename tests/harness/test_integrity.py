@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.harness.grade.grading import gradable
-from src.harness.loading import StudentCodeError, model_fingerprint
+from src.harness.loading import STUDENT, StudentCodeError
 from src.harness.run.config import official_config
 from src.harness.run.train import ResumeMismatchError, budget_of, check_resume, load_checkpoint, save_checkpoint, train
 from tests.graded import runs, test_model
@@ -24,7 +24,7 @@ OFFICIAL_STEPS = OFFICIAL.training.epochs * (60_000 // BATCH)
 def _official_state(**changes) -> dict:
     """The record of a complete student run at the official Fashion-MNIST budget, then `changes`."""
     state = {"step": OFFICIAL_STEPS, "total_steps": OFFICIAL_STEPS, "images_seen": OFFICIAL_STEPS * BATCH,
-             "budget": budget_of(OFFICIAL), "solution": False, "model_fingerprint": model_fingerprint(),
+             "budget": budget_of(OFFICIAL), "solution": False, "model_fingerprint": STUDENT.fingerprint(),
              "config": {}, "ema": {}}
     return state | changes
 
@@ -35,7 +35,7 @@ def _kata_files(root, model: str):
     (root / "src").mkdir(parents=True, exist_ok=True)
     (root / "src" / "model.py").write_text(model)
     (root / "src" / "utils.py").write_text("def helper():\n    return 1\n")
-    return model_fingerprint(root=root)
+    return STUDENT.fingerprint(root=root)
 
 
 def test_fingerprint_ignores_comments_docstrings_and_layout_but_not_code(tmp_path):
@@ -95,7 +95,7 @@ def test_main_refuses_to_resume_with_another_budget_in_one_line_and_touches_noth
 # ------------------------------------------------------------------------------- what a level accepts
 
 def test_a_complete_official_run_of_the_graded_code_counts():
-    assert runs.provenance_problem(_official_state(), OFFICIAL, solution=False) is None
+    assert runs.provenance_problem(_official_state(), OFFICIAL, source=STUDENT) is None
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -114,7 +114,7 @@ def test_a_complete_official_run_of_the_graded_code_counts():
     pytest.param({"budget": None}, "does not record its training budget", id="old-checkpoint"),
 ])
 def test_a_run_that_cannot_prove_its_budget_and_code_does_not_count(changes, reason):
-    problem = runs.provenance_problem(_official_state(**changes), OFFICIAL, solution=False)
+    problem = runs.provenance_problem(_official_state(**changes), OFFICIAL, source=STUDENT)
     assert problem is not None and reason in problem
 
 
@@ -139,22 +139,22 @@ def _graded_checkpoint(monkeypatch, tmp_path, state=None, raw: bytes | None = No
         path.write_bytes(raw)
     else:
         save_checkpoint(path, state)
-    monkeypatch.setattr(runs, "checkpoint_path", lambda config, solution: path)
-    monkeypatch.setattr(runs, "model_fingerprint", lambda code, solution=False: "graded code")
+    monkeypatch.setattr(runs, "checkpoint_path", lambda config, source: path)
+    monkeypatch.setattr(runs.CodeSource, "fingerprint", lambda source, code: "graded code")
 
 
 @pytest.mark.parametrize("raw", [pytest.param(b"", id="empty"), pytest.param(b"garbage" * 100, id="garbage")])
 def test_a_damaged_checkpoint_is_one_clear_line(monkeypatch, tmp_path, raw):
     _graded_checkpoint(monkeypatch, tmp_path, raw=raw)
     with pytest.raises(pytest.fail.Exception, match="cannot be read.*train again"):
-        runs.trained_model("fashion_mnist", SmallNet, solution=False)
+        runs.trained_model("fashion_mnist", SmallNet, source=STUDENT)
 
 
 def test_a_truncated_checkpoint_is_one_clear_line(monkeypatch, tmp_path):
     save_checkpoint(tmp_path / "full.pt", {"weights": torch.zeros(10_000)})
     _graded_checkpoint(monkeypatch, tmp_path, raw=(tmp_path / "full.pt").read_bytes()[:20_000])
     with pytest.raises(pytest.fail.Exception, match="cannot be read"):
-        runs.trained_model("fashion_mnist", SmallNet, solution=False)
+        runs.trained_model("fashion_mnist", SmallNet, source=STUDENT)
 
 
 def test_a_checkpoint_of_another_model_class_is_one_clear_line(monkeypatch, tmp_path):
@@ -162,8 +162,8 @@ def test_a_checkpoint_of_another_model_class_is_one_clear_line(monkeypatch, tmp_
     state = _official_state(model_fingerprint="graded code", ema={"model": weights}, config=OFFICIAL_CONTAINER)
     _graded_checkpoint(monkeypatch, tmp_path, state)
     with pytest.raises(pytest.fail.Exception, match="do not fit this DiffusionModel.*extra"):
-        runs.trained_model("fashion_mnist", SmallNet, solution=False)
-    assert runs.trained_model("fashion_mnist", OtherNet, solution=False)[0].training is False
+        runs.trained_model("fashion_mnist", SmallNet, source=STUDENT)
+    assert runs.trained_model("fashion_mnist", OtherNet, source=STUDENT)[0].training is False
 
 
 # ------------------------------------------------------------------------- broken code on the grading path

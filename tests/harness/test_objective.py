@@ -4,7 +4,7 @@ named, and flow matching built on the student's src/flow.py."""
 import pytest
 import torch
 
-from src.harness.loading import StudentCodeError
+from src.harness.loading import REFERENCE, StudentCodeError
 from src.harness.run.config import load_config
 from src.harness.run.objective import FlowMatching, NoisePrediction, make_objective
 from src.harness.run.schedule import NoiseSchedule
@@ -52,7 +52,7 @@ def test_a_model_that_returns_a_tuple_is_named():
 
 
 def test_flow_matching_trains_on_the_straight_line_with_the_velocity_as_target():
-    objective = FlowMatching(NoiseSchedule(1000), solution=True)
+    objective = FlowMatching(NoiseSchedule(1000), source=REFERENCE)
     x0, noise, t = torch.rand(3, 2) * 2 - 1, torch.randn(3, 2), torch.tensor([0, 499, 999])
     network_input, target = objective.pair(x0, t, noise)
     s = torch.tensor([[0.001], [0.5], [1.0]])
@@ -63,7 +63,7 @@ def test_flow_matching_trains_on_the_straight_line_with_the_velocity_as_target()
 
 def test_flow_validation_loss_is_deterministic_and_covers_every_band():
     points = torch.rand(300, 2) * 2 - 1
-    objective = FlowMatching(NoiseSchedule(100), solution=True)
+    objective = FlowMatching(NoiseSchedule(100), source=REFERENCE)
     first = objective.validation_loss(ZeroNoise(), points, batch_size=64)
     assert first == objective.validation_loss(ZeroNoise(), points, batch_size=300)
     assert len(first["bands"]) == 10
@@ -74,6 +74,6 @@ def test_flow_validation_loss_is_deterministic_and_covers_every_band():
 def test_the_config_picks_the_objective_and_flow_matching_uses_the_students_file():
     assert isinstance(make_objective(load_config(None).diffusion), NoisePrediction)
     flow = load_config(None, ["diffusion.objective=flow", "sampling.sampler=heun"]).diffusion
-    assert isinstance(make_objective(flow, solution=True), FlowMatching)
+    assert isinstance(make_objective(flow, source=REFERENCE), FlowMatching)
     with pytest.raises(NotImplementedError, match="src/flow.py"):  # the stub in this repository
         make_objective(flow).loss(ZeroNoise(), torch.zeros(2, 2), torch.tensor([0, 1]), torch.zeros(2, 2))

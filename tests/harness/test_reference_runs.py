@@ -17,6 +17,7 @@ import pytest
 
 from src.harness.levels import (CI_TRAINING_BUDGET_MINUTES, FASHION_MNIST, LEVELS, Level, TrainedRun, over_budget,
                                 trained_runs)
+from src.harness.loading import REFERENCE
 from src.harness.paths import ROOT
 from src.harness.policy import bars_of
 from src.harness.run.config import official_config
@@ -39,7 +40,7 @@ def test_each_graded_run_is_recorded_by_the_current_reference(config):
     path = reference_run_path(config)
     assert path.exists(), (f"no recorded reference run for {config}: train it with `uv run python main.py --config "
                            f"configs/{config}.yaml --solution` and record it with `{RECORD_COMMAND} {config}`")
-    problem = provenance_problem(load_checkpoint(path), official_config(config), solution=True)
+    problem = provenance_problem(load_checkpoint(path), official_config(config), source=REFERENCE)
     assert problem is None, (f"{path.relative_to(ROOT)} is stale: it {problem}; train it again with `uv run python "
                              f"main.py --config configs/{config}.yaml --solution --overwrite` and record it with "
                              f"`{RECORD_COMMAND} {config}`")

@@ -18,7 +18,7 @@ import pytest
 
 from src.harness.instructor import autograder, release
 from src.harness.levels import LEVELS
-from src.harness.loading import model_fingerprint
+from src.harness.loading import STUDENT
 from src.harness.paths import ROOT
 from src.harness.policy import PARTS
 from src.harness.run.train import load_checkpoint
@@ -235,7 +235,7 @@ def test_retrain_replaces_the_submitted_checkpoint_with_a_run_of_the_submitted_m
     note = autograder.retrain(kata, sys.executable, None, time.monotonic() + 600, tmp_path / "work")
     assert "exit status 0" in note, (tmp_path / "work" / "logs" / "retrain.log").read_text()
     state = load_checkpoint(submitted)
-    assert state["step"] == state["total_steps"] and state["model_fingerprint"] == model_fingerprint(root=kata)
+    assert state["step"] == state["total_steps"] and state["model_fingerprint"] == STUDENT.fingerprint(root=kata)
 
 
 # -------------------------------------------------------------------------------------- Gradescope, end to end

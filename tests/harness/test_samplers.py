@@ -4,6 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from src.harness.loading import REFERENCE
 from src.harness.paths import ROOT
 from src.harness.run.config import SamplingConfig
 from src.harness.run.objective import OBJECTIVES, FlowMatching, NoisePrediction
@@ -14,10 +15,10 @@ from tests.harness.helpers import run_main
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
-def test_every_registered_sampler_draws_images_in_range(name):  # ddpm: the reference sampler (solution=True)
+def test_every_registered_sampler_draws_images_in_range(name):  
     cfg = OmegaConf.merge(OmegaConf.structured(SamplingConfig), {"sampler": name, "steps": 5})
     schedule = NoiseSchedule(20)
-    out = SAMPLERS[name](cfg, True)(RecordingModel(20), schedule, (2, 3, 4, 4), torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](cfg, REFERENCE)(RecordingModel(20), schedule, (2, 3, 4, 4), torch.Generator().manual_seed(0))
     assert out.shape == (2, 3, 4, 4) and out.min() >= -1 and out.max() <= 1 and not out.requires_grad
 
 

@@ -60,31 +60,34 @@ def pytest_collection_modifyitems(items):
 # ----------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="session")
-def solution(request) -> bool:
-    return request.config.getoption("--solution")
+def source(request):
+    """Whose code the tests grade (a loading.CodeSource): the student's, or the reference's with --solution."""
+    from src.harness.loading import REFERENCE, STUDENT
+
+    return REFERENCE if request.config.getoption("--solution") else STUDENT
 
 
-def _implementation(name: str, solution: bool):
-    from src.harness.loading import StudentCodeError, import_implementation
+def _implementation(name: str, source):
+    from src.harness.loading import StudentCodeError
 
     try:
-        return import_implementation(name, solution)
+        return source.module(name)
     except StudentCodeError as err:
         pytest.fail(str(err), pytrace=False)
 
 
 @pytest.fixture
-def model_class(solution):
+def model_class(source):
     """DiffusionModel from src/model.py, or from src/solution/model.py with --solution, checked to be gradable:
     not too large to build, and its forward returns one tensor shaped like x on x's device."""
-    return gradable(_implementation("model", solution).DiffusionModel)
+    return gradable(_implementation("model", source).DiffusionModel)
 
 
 @pytest.fixture
-def point_model_class(solution):
+def point_model_class(source):
     """PointModel from src/point_model.py, or from src/solution/point_model.py with --solution, checked like
     model_class."""
-    return gradable(_implementation("point_model", solution).PointModel, example=(2,))
+    return gradable(_implementation("point_model", source).PointModel, example=(2,))
 
 
 def gradable(cls, example: tuple = (1, 28)):
@@ -123,8 +126,8 @@ def _parameters_on_meta_device(cls, example: tuple) -> int | None:
 
 
 def _function_fixture(file: str, function: str):
-    def fixture(solution):
-        return getattr(_implementation(file, solution), function)
+    def fixture(source):
+        return getattr(_implementation(file, source), function)
 
     fixture.__doc__ = f"{function}() from src/{file}.py, or from src/solution/{file}.py with --solution."
     return pytest.fixture(name=function)(fixture)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.harness.loading import (StudentCodeError, describe_exception, model_fingerprint, stub_message,
+from src.harness.loading import (REFERENCE, STUDENT, CodeSource, StudentCodeError, describe_exception, stub_message,
                                 student_location)
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.config import Config, ConfigError, load_config, output_dir
@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Train a diffusion model, then sample from it. Outputs go to outputs/<config name>[-solution]/.",
         epilog="Overrides: any config key as key=value, e.g. training.epochs=3 data.batch_size=256")
     parser.add_argument("--config", required=True, help="a YAML file in configs/")
-    parser.add_argument("--solution", action="store_true", help="train the reference model, not src/model.py")
+    parser.add_argument("--solution", dest="source", action="store_const", const=REFERENCE, default=STUDENT,
+                        help="train the reference model, not src/model.py")
     parser.add_argument("--custom-sampler", action="store_true",
                         help="draw the final samples with your own sampler (src/sampler.py, or src/flow.py for flow "
                              "matching), not sampling.sampler")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     out = None
     try:
         cfg = load_config(args.config, args.overrides)
-        out = output_dir(cfg, args.solution)
+        out = output_dir(cfg, args.source)
         return run(cfg, args)
     except TrainingInterrupted as err:
         print(interrupted_message(err.step))
@@ -129,14 +130,14 @@ def ctrl_c_message(out: Path | None) -> str:
             "or --evaluate to score it if training had finished")
 
 
-def run_metadata(cfg, solution: bool) -> dict:
-    """What a checkpoint records about the code that trained it (see loading.model_fingerprint)."""
-    return {"solution": solution, "model_fingerprint": model_fingerprint(trained_code(cfg), solution=solution)}
+def run_metadata(cfg, source: CodeSource) -> dict:
+    """What a checkpoint records about the code that trained it (see CodeSource.fingerprint)."""
+    return {"solution": source.reference, "model_fingerprint": source.fingerprint(trained_code(cfg))}
 
 
 def run(cfg, args) -> int:
     """Build, train (or load), validate, sample and evaluate; every phase writes into the run folder."""
-    out = output_dir(cfg, args.solution)
+    out = output_dir(cfg, args.source)
     state = open_run_folder(out / "checkpoint.pt", cfg, args)
     if args.resume and state["step"] >= state.get("total_steps", float("inf")) and (out / "metrics.json").exists():
         print(f"{out}/ has trained all its {state['step']} steps and written its results: nothing to resume "
@@ -152,10 +153,10 @@ def run(cfg, args) -> int:
     data = load_data(cfg.data)
     if args.benchmark:
         return run_benchmark(cfg, args, runtime, model, data, conditioning)
-    objective = make_objective(cfg.diffusion, runtime.device, args.solution)
+    objective = make_objective(cfg.diffusion, runtime.device, args.source)
     if not processes.is_main:  # a torchrun worker: it trains its shard, the main process does the rest
         train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
-              metadata=run_metadata(cfg, args.solution), processes=processes, train_labels=data.train_labels,
+              metadata=run_metadata(cfg, args.source), processes=processes, train_labels=data.train_labels,
               conditioning=conditioning)
         processes.close()
         return 0
@@ -185,7 +186,7 @@ def open_run_folder(checkpoint_path: Path, cfg: DictConfig, args) -> dict | None
     """
     state = check_run_folder(checkpoint_path, args)
     if args.resume:
-        check_resume(state, budget_of(cfg), run_metadata(cfg, args.solution))
+        check_resume(state, budget_of(cfg), run_metadata(cfg, args.source))
     return state
 
 
@@ -193,13 +194,12 @@ def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
     """(the model on the device, the sampler, the guided sampler of a class-conditional run or None), from student
     code or, with --solution, the reference."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, args.solution, conditioning).to(runtime.device)
-    sampler = get_sampler(cfg.sampling, OBJECTIVES[cfg.diffusion.objective], custom=args.custom_sampler,
-                          solution=args.solution)
+    model = build_model(cfg, args.source, conditioning).to(runtime.device)
+    sampler = get_sampler(cfg.sampling, OBJECTIVES[cfg.diffusion.objective], args.source, custom=args.custom_sampler)
     tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
     if args.custom_sampler or cfg.sampling.sampler in UNDER_TEST:  # a stub raises here, not after training
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), tiny)
-    return model, sampler, conditioning.load_sampler(args.solution, tiny, runtime.device)
+    return model, sampler, conditioning.load_sampler(args.source, tiny, runtime.device)
 
 
 def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data, conditioning) -> int:
@@ -210,7 +210,7 @@ def run_benchmark(cfg: DictConfig, args, runtime: Runtime, model, data, conditio
     cpu = f", CPU {describe_cpu()}" if runtime.device.type == "cpu" else ""
     print(f"benchmark: {args.config}, {num_parameters(model) / 1e6:.2f} M parameters, "
           f"{runtime.device.type} ({torch.get_num_threads()} threads{cpu}), precision {runtime.precision}")
-    benchmark(cfg, lambda: build_model(cfg, args.solution, conditioning), data, runtime)
+    benchmark(cfg, lambda: build_model(cfg, args.source, conditioning), data, runtime)
     return 0
 
 
@@ -221,13 +221,13 @@ def num_parameters(model) -> int:
 def describe_run(cfg: DictConfig, args, runtime: Runtime, model, data, out: Path) -> dict:
     """Print what is about to run; return the metrics that say so."""
     kind = kind_of(cfg.data.name)
-    who = "the reference model" if args.solution else f"your model (src/{kind.module}.py)"
+    who = "the reference model" if args.source.reference else f"your model (src/{kind.module}.py)"
     action = "Evaluating" if args.evaluate else "Training"
     count = num_parameters(model)
     print(f"{action} {who}, {count / 1e6:.2f} M parameters, on {cfg.data.name} "
           f"({len(data.train)} {kind.noun}, {'x'.join(map(str, data.sample_shape))}), "
           f"device {runtime.device.type}, {runtime.precision}. Outputs: {out}/")
-    return {"config": args.config, "solution": args.solution, "dataset": cfg.data.name, "num_parameters": count,
+    return {"config": args.config, "solution": args.source.reference, "dataset": cfg.data.name, "num_parameters": count,
             "device": runtime.device.type, "precision": runtime.precision}
 
 
@@ -245,7 +245,7 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditi
     kind = kind_of(cfg.data.name)
     schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
     # The figure is drawn from CPU tensors, so it gets a CPU copy of the objective.
-    kind.forward_figure(val_images, make_objective(cfg.diffusion, solution=args.solution), out / "forward_process.png")
+    kind.forward_figure(val_images, make_objective(cfg.diffusion, source=args.source), out / "forward_process.png")
     shape = sample_shape(cfg)
     monitor = RunMonitor(
         out, objective, val_images, runtime.autocast,
@@ -255,7 +255,7 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditi
         tensorboard=cfg.output.tensorboard, val_labels=conditioning.validation_labels(data.val_labels))
     tic = time.perf_counter()
     result = train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
-                   on_step=monitor, metadata=run_metadata(cfg, args.solution), processes=processes,
+                   on_step=monitor, metadata=run_metadata(cfg, args.source), processes=processes,
                    train_labels=data.train_labels, conditioning=conditioning)
     processes.close()
     monitor.close(result.steps, result.ema.model)

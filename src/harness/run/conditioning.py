@@ -30,7 +30,7 @@ class Unconditional:
     def validation_labels(self, labels: torch.Tensor) -> None:
         return None
 
-    def load_sampler(self, solution: bool, tiny_shape: tuple[int, ...], device) -> None:
+    def load_sampler(self, source, tiny_shape: tuple[int, ...], device) -> None:
         return None
 
     def report(self, guided_sample, model, schedule, data, dataset: str, guidance_scale: float, autocast,
@@ -69,13 +69,13 @@ class ClassConditional:
         """The labels the validation loss conditions on: the images' own classes."""
         return labels
 
-    def load_sampler(self, solution: bool, tiny_shape: tuple[int, ...], device):
-        """src/sampler.py's guided_sample (the reference's with solution=True), tried once on a fake model and
-        images of `tiny_shape`, (1, C, 4, 4), so that a stub is reported before training, not after it."""
-        from src.harness.loading import import_implementation
+    def load_sampler(self, source, tiny_shape: tuple[int, ...], device):
+        """guided_sample from `source` (a loading.CodeSource: src/sampler.py, or the reference's), tried once on a
+        fake model and images of `tiny_shape`, (1, C, 4, 4), so that a stub is reported before training, not after
+        it."""
         from src.harness.run.schedule import NoiseSchedule
 
-        guided_sample = import_implementation("sampler", solution).guided_sample
+        guided_sample = source.module("sampler").guided_sample
         guided_sample(lambda x, t, y: torch.zeros_like(x), NoiseSchedule(2, device=device), tiny_shape,
                       torch.zeros(1, dtype=torch.long, device=device), self.null_label, num_steps=2)
         return guided_sample

@@ -165,9 +165,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
     return cfg
 
 
-def output_dir(cfg: DictConfig, solution: bool) -> Path:
-    """The run folder of a run of `cfg`: output.root/output.name, with "-solution" for the reference's."""
-    return Path(cfg.output.root) / (cfg.output.name + ("-solution" if solution else ""))
+def output_dir(cfg: DictConfig, source) -> Path:
+    """The run folder of a run of `cfg` by `source` (a loading.CodeSource): output.root/output.name, with
+    "-solution" for the reference's."""
+    return Path(cfg.output.root) / (cfg.output.name + source.run_suffix)
 
 
 def official_config(name: str, overrides=()) -> DictConfig:

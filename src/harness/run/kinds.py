@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from src.harness.loading import import_implementation
+from src.harness.loading import CodeSource
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.data import DATASETS, model_input, to_uint8
 from src.harness.run.objective import OBJECTIVES
@@ -107,11 +107,11 @@ def trained_code(cfg) -> tuple[str, ...]:
     return (kind_of(cfg.data.name).module, *OBJECTIVES[cfg.diffusion.objective].code)
 
 
-def build_model(cfg, solution: bool, conditioning=None):
+def build_model(cfg, source: CodeSource, conditioning=None):
     """The network for the run config's dataset: DiffusionModel(channels, image_size) for images (the reference also
     takes the `model` config's architecture; a class-conditional run adds num_classes), PointModel(2) for points.
     `conditioning`: the run's (conditioning_of(cfg)), when the caller holds it already."""
     kind = kind_of(cfg.data.name)
-    cls = getattr(import_implementation(kind.module, solution), kind.class_name)
-    arguments = (dict(cfg.model) if solution else {}) | (conditioning or conditioning_of(cfg)).model_arguments
+    cls = getattr(source.module(kind.module), kind.class_name)
+    arguments = (dict(cfg.model) if source.reference else {}) | (conditioning or conditioning_of(cfg)).model_arguments
     return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)

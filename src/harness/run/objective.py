@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from src.harness.loading import check_prediction, import_implementation
+from src.harness.loading import STUDENT, CodeSource, check_prediction
 from src.harness.run.conditioning import with_labels
 from src.harness.run.samplers import dpmpp_2m, heun, heun_steps
 from src.harness.run.schedule import NoiseSchedule
@@ -37,7 +37,7 @@ class Objective:
     code: tuple[str, ...] = ()  # the student files (levels.STUDENT_FILES) it trains with, besides the network
     conditional: bool = True  # whether a class-conditional run (conditioning.kind=class, Level 6) may use it
 
-    def __init__(self, schedule: NoiseSchedule, solution: bool = False):
+    def __init__(self, schedule: NoiseSchedule, source: CodeSource = STUDENT):
         self.schedule = schedule
 
     def draw(self, x0: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,15 +100,15 @@ class NoisePrediction(Objective):
 
 class FlowMatching(Objective):
     """Flow matching (Lipman et al. 2023): the network predicts the velocity from noise to data along a straight
-    line. The line and the velocity come from src/flow.py (Level 7), or with solution=True from the reference."""
+    line. The line and the velocity come from `source`: src/flow.py (Level 7), or the reference's with --solution."""
 
     name, samplers, student_sampler = "flow", ("euler", "heun"), "src/flow.py's euler_sample"
     code = ("flow",)
     conditional = False  # the guided sampler of Level 6 takes DDIM's steps
 
-    def __init__(self, schedule: NoiseSchedule, solution: bool = False):
-        super().__init__(schedule, solution)
-        self.flow_matching_pair = import_implementation("flow", solution).flow_matching_pair
+    def __init__(self, schedule: NoiseSchedule, source: CodeSource = STUDENT):
+        super().__init__(schedule, source)
+        self.flow_matching_pair = source.module("flow").flow_matching_pair
 
     def pair(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.flow_matching_pair(x0, noise, t, self.schedule.num_timesteps)
@@ -120,9 +120,9 @@ class FlowMatching(Objective):
 OBJECTIVES = {objective.name: objective for objective in (NoisePrediction, FlowMatching)}
 
 
-def make_objective(diffusion_cfg, device="cpu", solution: bool = False) -> Objective:
+def make_objective(diffusion_cfg, device="cpu", source: CodeSource = STUDENT) -> Objective:
     """The objective `diffusion.objective` names, on `device`; flow matching uses src/flow.py (or the reference's)."""
-    return OBJECTIVES[diffusion_cfg.objective](NoiseSchedule.from_config(diffusion_cfg, device), solution)
+    return OBJECTIVES[diffusion_cfg.objective](NoiseSchedule.from_config(diffusion_cfg, device), source)
 
 
 def _band_means(per_image: torch.Tensor, timesteps: torch.Tensor, T: int, num_bands: int) -> dict[str, float]:

@@ -11,7 +11,7 @@ from functools import partial
 
 import torch
 
-from src.harness.loading import import_implementation
+from src.harness.loading import STUDENT, CodeSource
 
 
 @torch.no_grad()
@@ -79,26 +79,25 @@ def heun_steps(model_calls: int) -> int:
 # The harness holds no level's answer: "ddpm" and "ddim" are the samplers under test of Levels 4 and 5
 # (src/sampler.py), "euler" the flow sampler of Level 7 (src/flow.py): the student's, or with --solution the
 # reference's, loaded only when asked for. "dpmpp_2m" and "heun" are the harness's own. Each entry builds, from
-# the sampling config and whether to load the reference, sample(model, schedule, shape, generator).
+# the sampling config and the code source (loading.CodeSource), sample(model, schedule, shape, generator).
 SAMPLERS = {
-    "ddpm": lambda cfg, solution=False: import_implementation("sampler", solution).sample,  # T model calls
-    "ddim": lambda cfg, solution=False: partial(import_implementation("sampler", solution).ddim_sample,
-                                                num_steps=cfg.steps, eta=cfg.eta),  # cfg.steps model calls
-    "dpmpp_2m": lambda cfg, solution=False: partial(dpmpp_2m, num_steps=cfg.steps),  # cfg.steps model calls
-    "euler": lambda cfg, solution=False: partial(import_implementation("flow", solution).euler_sample,
-                                                 num_steps=cfg.steps),  # cfg.steps model calls
-    "heun": lambda cfg, solution=False: partial(heun, num_steps=heun_steps(cfg.steps)),  # about cfg.steps calls
+    "ddpm": lambda cfg, source: source.module("sampler").sample,  # T model calls
+    "ddim": lambda cfg, source: partial(source.module("sampler").ddim_sample,
+                                        num_steps=cfg.steps, eta=cfg.eta),  # cfg.steps model calls
+    "dpmpp_2m": lambda cfg, source: partial(dpmpp_2m, num_steps=cfg.steps),  # cfg.steps model calls
+    "euler": lambda cfg, source: partial(source.module("flow").euler_sample, num_steps=cfg.steps),  # cfg.steps calls
+    "heun": lambda cfg, source: partial(heun, num_steps=heun_steps(cfg.steps)),  # about cfg.steps calls
 }
 UNDER_TEST = ("ddpm", "ddim", "euler")  # the samplers a student writes
 
 
-def get_sampler(sampling_cfg, objective, custom: bool = False, solution: bool = False):
+def get_sampler(sampling_cfg, objective, source: CodeSource = STUDENT, custom: bool = False):
     """The sampler `sampling_cfg.sampler`, or with custom=True the student's for `objective` (a class of
     objective.OBJECTIVES; its first sampler): src/sampler.py (DDPM) or src/flow.py's euler_sample.
 
-    `sampling.sampler=ddpm`, `ddim` or `euler` is a sampler under test as well: the student's, or src/solution/'s
-    with solution=True (and without custom).
+    `sampling.sampler=ddpm`, `ddim` or `euler` is a sampler under test as well, taken from `source` (the student's
+    files, or src/solution/ with --solution) unless custom asks for the student's.
     """
     if custom:
-        return SAMPLERS[objective.samplers[0]](sampling_cfg, solution=False)
-    return SAMPLERS[sampling_cfg.sampler](sampling_cfg, solution)
+        return SAMPLERS[objective.samplers[0]](sampling_cfg, STUDENT)
+    return SAMPLERS[sampling_cfg.sampler](sampling_cfg, source)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from calibration.points import trained_run
+from src.harness.loading import STUDENT
 from src.solution.point_model import PointModel as ReferencePoint
 from tests.graded import test_points
 from tests.harness.mutants import caught
@@ -93,6 +94,6 @@ def test_a_linear_point_model_fails_level0(monkeypatch):
     """Trained at the official budget of configs/moons.yaml (seconds), its samples are a cloud, not the moons."""
     torch.manual_seed(0)
     trained = trained_run("moons", PointIsLinear(2))
-    monkeypatch.setattr(test_points, "trained_model", lambda config, model_class, solution: trained)
+    monkeypatch.setattr(test_points, "trained_model", lambda config, model_class, source: trained)
     with pytest.raises(AssertionError, match="Chamfer distance"):
-        test_points.test_moons_samples_have_the_datas_shape(point_model_class=PointIsLinear, solution=False)
+        test_points.test_moons_samples_have_the_datas_shape(point_model_class=PointIsLinear, source=STUDENT)

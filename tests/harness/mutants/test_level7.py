@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from calibration.points import trained_run
+from src.harness.loading import REFERENCE
 from src.harness.run.schedule import NoiseSchedule
 from src.solution.point_model import PointModel as ReferencePoint
 from tests.graded import test_flow
@@ -119,10 +120,10 @@ def test_a_flow_run_trained_with_swapped_ends_fails_level7(monkeypatch):
     swapped (it learns to carry the data to the noise): the Heun sampler's points miss the moons."""
     from src.harness.run.objective import FlowMatching
 
-    objective = FlowMatching(NoiseSchedule(1000), solution=True)
+    objective = FlowMatching(NoiseSchedule(1000), source=REFERENCE)
     objective.flow_matching_pair = partial(flow_pair, swap_ends=True)
     torch.manual_seed(0)
     trained = trained_run("moons_flow", ReferencePoint(2), objective=objective)
-    monkeypatch.setattr(test_flow, "trained_model", lambda config, model_class, solution: trained)
+    monkeypatch.setattr(test_flow, "trained_model", lambda config, model_class, source: trained)
     with pytest.raises(AssertionError, match="Chamfer distance"):
-        test_flow.test_moons_flow_samples_have_the_datas_shape(point_model_class=ReferencePoint, solution=True)
+        test_flow.test_moons_flow_samples_have_the_datas_shape(point_model_class=ReferencePoint, source=REFERENCE)
