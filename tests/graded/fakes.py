@@ -67,7 +67,7 @@ class ClassGaussianDenoiser(torch.nn.Module):
 
 def trace_sampler(sampler, num_timesteps=50, shape=(4, 1, 6, 6), seed=0):
     """(x_0, model calls) of `sampler` on a fresh RecordingModel from a fixed seed. The reference sampler's, at the
-    defaults, is recorded (tests/graded/recorded/, `recorded.sampler_trace()`)."""
+    defaults, is recorded (test_ddpm.RECORDING)."""
     schedule = NoiseSchedule(num_timesteps)
     model = RecordingModel(num_timesteps)
     out = sampler(model, schedule, shape, generator=torch.Generator().manual_seed(seed))
@@ -103,8 +103,8 @@ def flow_pair_inputs(sample_shape=(1, 4, 4), seed=0):
 
 def trace_fast_sampler(sampler, num_steps=20, shape=(4, 1, 6, 6), seed=0, num_timesteps=1000, **options):
     """(x returned, model calls) of a sampler that takes num_steps (Euler's, DDIM's with its `options`) on a fresh
-    RecordingModel from a fixed seed. The reference's, at the defaults, are recorded (tests/graded/recorded/:
-    `recorded.flow_trace()`, `recorded.ddim_trace(eta)`)."""
+    RecordingModel from a fixed seed. The reference's, at the defaults, are recorded (test_flow.RECORDING,
+    test_ddim.RECORDING)."""
     model = RecordingModel(num_timesteps)
     out = sampler(model, NoiseSchedule(num_timesteps), shape, generator=torch.Generator().manual_seed(seed),
                   num_steps=num_steps, **options)
@@ -135,7 +135,7 @@ GUIDED_LABELS = (0, 2, 1, 0)  # the classes trace_guided_sampler asks for, of Co
 def trace_guided_sampler(guided_sample, guidance_scale: float, num_steps=10, shape=(4, 1, 6, 6), seed=0,
                          num_timesteps=1000):
     """(x returned, model calls as (t, y, x)) of a guided sampler on a fresh ConditionalRecordingModel from a fixed
-    seed, asked for GUIDED_LABELS. The reference's, at the defaults, are recorded (`recorded.guided_trace(w)`)."""
+    seed, asked for GUIDED_LABELS. The reference's, at the defaults, are recorded (test_guidance.RECORDING)."""
     model = ConditionalRecordingModel(num_timesteps)
     labels = torch.tensor(GUIDED_LABELS[:shape[0]])
     out = guided_sample(model, NoiseSchedule(num_timesteps), shape, labels, model.num_classes,

@@ -1,4 +1,5 @@
-"""Trained runs for the level tests: the checkpoint main.py wrote, checked and reloaded, never a metrics file."""
+"""Trained runs for the level tests: the checkpoint main.py wrote, checked and reloaded, never a metrics file; and
+the measures the levels take of them (sample quality for Levels 1, 3 and 7, the validation loss for Level 2)."""
 
 import json
 import os
@@ -10,11 +11,14 @@ from omegaconf import OmegaConf
 from src.harness.levels import trained_runs
 from src.harness.loading import REFERENCE, STUDENT, CodeSource
 from src.harness.paths import ROOT
+from src.harness.policy import bars_of
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.config import Config, official_config, output_dir
 from src.harness.run.data import DATASETS, load_data, to_model_range
 from src.harness.run.kinds import build_model, kind_of, trained_code
-from src.harness.run.objective import NoisePrediction
+from src.harness.run.objective import NoisePrediction, make_objective
+from src.harness.run.quality import evaluate
+from src.harness.run.runtime import Runtime
 from src.harness.run.schedule import NoiseSchedule
 from src.harness.run.train import budget_of, load_checkpoint, recorded_budget, total_steps
 
@@ -181,3 +185,37 @@ def reference_validation_loss() -> float:
 def student_validation_loss(model_class) -> float:
     """Of the student's Fashion-MNIST run, loaded into `model_class` (src/model.py's DiffusionModel)."""
     return fashion_mnist_validation_loss(*trained_model("fashion_mnist", model_class, STUDENT))
+
+
+# ------------------------------------------------------------------- sample quality (Levels 1, 3 and 7)
+
+def run_quality(config: str, model, run_cfg) -> dict:
+    """The evaluation main.py prints, recomputed from a run's EMA model: 256 samples of the harness's sampler from a
+    fixed seed."""
+    official = official_config(config)
+    # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
+    data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
+    return evaluate(model, make_objective(run_cfg.diffusion), to_model_range(data.val), official.data.name,
+                    data.classes, Runtime.choose("cpu", official.training.precision).autocast)
+
+
+@lru_cache(maxsize=2)
+def reference_quality(config: str) -> dict:
+    """Of the reference's run of `config`: evaluated once a session, shared by the tests that judge it."""
+    return run_quality(config, *reference_model(config))
+
+
+@lru_cache(maxsize=2)
+def student_quality(config: str, model_class) -> dict:
+    """Of the student's run of `config`, loaded into `model_class` (src/model.py's DiffusionModel)."""
+    return run_quality(config, *trained_model(config, model_class, STUDENT))
+
+
+def assert_samples_pass(judgement, config: str, model_class, source: CodeSource,
+                        hint: str = "the network, see the README's Level 1 chapter") -> None:
+    """Fail with the judgement's reasons (quality.judge or judge_against_reference, at the bars of `config`) and
+    what helps: `hint`."""
+    quality = reference_quality(config) if source.reference else student_quality(config, model_class)
+    reasons = judgement(quality, bars_of(official_config(config)))
+    assert not reasons, "; ".join(reasons) + (
+        f" (the budget is fixed: what helps is {hint}; then rerun `{command(config, source)} --overwrite`)")

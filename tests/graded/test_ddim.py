@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from src.harness.loading import REFERENCE
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, DDIM_NOISE_TOLERANCE, DDIM_STOCHASTIC_GAUSSIAN_STEPS, EVAL_STEPS,
                                 GAUSSIAN_MOMENT_TOLERANCE, POINT_EVAL_SAMPLES, SAMPLER_TRAJECTORY_ATOL,
                                 SAMPLER_X_T_ATOL)
@@ -11,15 +12,25 @@ from src.harness.run.data import load_data
 from src.harness.run.points import judge_points, point_quality
 from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, first_departure, four_step_timesteps, trace_fast_sampler
-from tests.graded.recorded import ddim_trace
+from tests.graded.recorded import Recording
 from tests.graded.runs import command, trained_model
 
 pytestmark = pytest.mark.level5
+DDIM_ETAS = (0.0, 1.0)  # the etas whose traces are recorded
+
+
+def _reference_traces() -> dict:
+    """{str(eta): the reference's trace_fast_sampler(ddim_sample, eta=eta)} for each of DDIM_ETAS."""
+    ddim_sample = REFERENCE.module("sampler").ddim_sample
+    return {str(eta): trace_fast_sampler(ddim_sample, eta=eta) for eta in DDIM_ETAS}
+
+
+RECORDING = Recording("ddim", _reference_traces)
 
 
 def _check_trace(ddim_sample, eta: float) -> None:
     out, calls = trace_fast_sampler(ddim_sample, eta=eta)
-    expected_out, expected_calls = ddim_trace(eta)  # the reference's trace_fast_sampler(ddim_sample, eta=eta)
+    expected_out, expected_calls = RECORDING.values()[str(eta)]
     departure = first_departure(calls, expected_calls, SAMPLER_X_T_ATOL, SAMPLER_TRAJECTORY_ATOL)
     if departure is not None:
         i, t, expected_t, what = departure
@@ -193,7 +204,7 @@ def test_returns_clipped_samples_without_autograd_history(ddim_sample):
 @pytest.mark.points(2)
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("eta", DDIM_ETAS)
 def test_moons_samples_have_the_datas_shape(ddim_sample, point_model_class, source, eta):
     """Your Level 0 moons run, sampled with your DDIM in 50 steps, passes Level 0's bar."""
     model, run_cfg = trained_model("moons", point_model_class, source)

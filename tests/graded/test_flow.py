@@ -1,30 +1,44 @@
-"""Level 7: flow matching in src/flow.py: the training pair, the Euler sampler, and a trained two-moons run."""
+"""Level 7: flow matching in src/flow.py: the training pair, the Euler sampler, and trained two-moons and Fashion-MNIST
+runs."""
 
 from contextlib import nullcontext
 
 import pytest
 import torch
 
+from src.harness.loading import REFERENCE
 from src.harness.policy import (FLOW_GAUSSIAN_STEPS, FLOW_PAIR_ATOL, GAUSSIAN_MOMENT_TOLERANCE,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL)
 from src.harness.run.config import official_config
 from src.harness.run.data import load_data
 from src.harness.run.objective import make_objective
 from src.harness.run.points import evaluation_points, judge_points, point_quality
+from src.harness.run.quality import judge
 from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import (GaussianDataVelocity, first_departure, flow_pair_inputs, four_step_timesteps,
                                trace_fast_sampler)
-from tests.graded.recorded import flow_pairs, flow_trace
-from tests.graded.runs import command, trained_model
+from tests.graded.recorded import Recording
+from tests.graded.runs import assert_samples_pass, command, trained_model
 
 pytestmark = pytest.mark.level7
+SHAPES = {"images": (1, 4, 4), "points": (2,)}  # the sample shapes of flow_pair_inputs() that are recorded
 
 
-def _check_pair(flow_matching_pair, kind: str, sample_shape: tuple) -> None:
-    x0, noise, t, T = flow_pair_inputs(sample_shape)
+def _reference_values() -> dict:
+    """The reference's flow_matching_pair on flow_pair_inputs() of each of SHAPES, and its Euler sampler's trace."""
+    flow = REFERENCE.module("flow")
+    return {"pairs": {kind: flow.flow_matching_pair(*flow_pair_inputs(shape)) for kind, shape in SHAPES.items()},
+            "trace": trace_fast_sampler(flow.euler_sample)}
+
+
+RECORDING = Recording("flow", _reference_values)
+
+
+def _check_pair(flow_matching_pair, kind: str) -> None:
+    x0, noise, t, T = flow_pair_inputs(SHAPES[kind])
     pair = flow_matching_pair(x0, noise, t, T)
     assert isinstance(pair, tuple) and len(pair) == 2, "return a tuple of two tensors: (x_s, v)"
-    expected_x_s, expected_v = flow_pairs()[kind]
+    expected_x_s, expected_v = RECORDING.values()["pairs"][kind]
     for name, got in zip(("x_s", "v"), pair):
         assert tuple(got.shape) == tuple(x0.shape) and got.dtype == torch.float32, (
             f"{name} is {got.dtype} of shape {tuple(got.shape)} for x0 of shape {tuple(x0.shape)}: shape it like x0, "
@@ -40,18 +54,18 @@ def _check_pair(flow_matching_pair, kind: str, sample_shape: tuple) -> None:
 
 @pytest.mark.points(3)
 def test_pair_matches_the_reference_on_images(flow_matching_pair):
-    _check_pair(flow_matching_pair, "images", (1, 4, 4))
+    _check_pair(flow_matching_pair, "images")
 
 
 @pytest.mark.points(1)
 def test_pair_matches_the_reference_on_points(flow_matching_pair):
-    _check_pair(flow_matching_pair, "points", (2,))
+    _check_pair(flow_matching_pair, "points")
 
 
 @pytest.mark.points(4)
 def test_euler_matches_the_reference_sampler_exactly(euler_sample):
     out, calls = trace_fast_sampler(euler_sample)
-    expected_out, expected_calls = flow_trace()  # the reference's trace_fast_sampler(), recorded
+    expected_out, expected_calls = RECORDING.values()["trace"]
     departure = first_departure(calls, expected_calls, SAMPLER_X_T_ATOL, SAMPLER_TRAJECTORY_ATOL)
     if departure is not None:
         i, t, expected_t, what = departure
@@ -148,3 +162,11 @@ def test_moons_flow_samples_have_the_datas_shape(point_model_class, source):
     assert not reasons, "; ".join(reasons) + (
         " (check the pair with the tests above; the network is your Level 0 PointModel. Then rerun "
         f"`{command('moons_flow', source)} --overwrite`)")
+
+
+@pytest.mark.points(4)
+@pytest.mark.slow  # evaluates a trained run
+@pytest.mark.timeout(3600)
+def test_fashion_mnist_flow_samples_are_recognisable(model_class, source):
+    assert_samples_pass(judge, "fashion_mnist_flow", model_class, source,
+                        hint="a correct src/flow.py (the pair and Euler tests above) and your Level 1 network")

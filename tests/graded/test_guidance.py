@@ -5,7 +5,7 @@ from functools import lru_cache
 import pytest
 import torch
 
-from src.harness.loading import CodeSource
+from src.harness.loading import REFERENCE, CodeSource
 from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, GUIDED_AGREEMENT,
                                 SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL, UNGUIDED_AGREEMENT)
 from src.harness.run.config import official_config
@@ -14,12 +14,22 @@ from src.harness.run.runtime import Runtime
 from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import (ClassGaussianDenoiser, ConditionalRecordingModel, GUIDED_LABELS, jittered,
                                trace_guided_sampler)
-from tests.graded.recorded import GUIDANCE_SCALES, guided_trace
+from tests.graded.recorded import Recording
 from tests.graded.runs import command, trained_model
 
 pytestmark = pytest.mark.level6
 T, K = 1000, 10  # timesteps, Fashion-MNIST's classes; the null label is K
 FAKE_NULL = 3  # the null label of ConditionalRecordingModel, which has three classes
+RECORDED_SCALES = (0.0, 1.0, 3.0)  # the guidance scales whose traces are recorded
+
+
+def _reference_traces() -> dict:
+    """{str(w): the reference's trace_guided_sampler(guided_sample, w)} for each of RECORDED_SCALES."""
+    guided_sample = REFERENCE.module("sampler").guided_sample
+    return {str(scale): trace_guided_sampler(guided_sample, scale) for scale in RECORDED_SCALES}
+
+
+RECORDING = Recording("guidance", _reference_traces)
 
 
 LEVEL_6_CONTRACT = "add the num_classes argument and forward(x, t, y=None), as src/model.py's docstring says for Level 6"
@@ -113,7 +123,7 @@ def test_gradients_reach_the_label_embedding(model_class):
 
 def _check_trace(guided_sample, scale: float) -> None:
     out, calls = trace_guided_sampler(guided_sample, scale)
-    expected_out, expected_calls = guided_trace(scale)  # the reference's trace_guided_sampler(guided_sample, scale)
+    expected_out, expected_calls = RECORDING.values()[str(scale)]
     null = [FAKE_NULL] * len(GUIDED_LABELS)
     for i, ((t, y, x), (expected_t, expected_y, expected_x)) in enumerate(zip(calls, expected_calls)):
         assert (t, y) == (expected_t, expected_y), (
@@ -165,7 +175,7 @@ def _guided_step_hint(before, after, scale: float) -> str:
 
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("scale", GUIDANCE_SCALES)
+@pytest.mark.parametrize("scale", RECORDED_SCALES)
 def test_matches_the_reference_exactly(guided_sample, scale):
     _check_trace(guided_sample, scale)
 

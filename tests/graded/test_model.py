@@ -3,13 +3,25 @@
 import pytest
 import torch
 
+from src.harness.loading import REFERENCE
 from src.harness.policy import PARAMETER_BUDGET  # your model may have at most this many times the reference's
+from src.harness.run.config import official_config
+from src.harness.run.kinds import build_model
 from tests.graded.fakes import jittered
-from tests.graded.recorded import reference
+from tests.graded.recorded import Recording
 
 pytestmark = pytest.mark.basics
 T = 1000
 DATASETS = {"fashion_mnist": (1, 28), "cifar10": (3, 32)}
+
+
+def _reference_parameters() -> dict:
+    """The reference model's parameter count at configs/<dataset>.yaml, for each of DATASETS."""
+    models = {dataset: build_model(official_config(dataset), REFERENCE) for dataset in DATASETS}
+    return {"parameters": {dataset: sum(p.numel() for p in model.parameters()) for dataset, model in models.items()}}
+
+
+RECORDING = Recording("model", _reference_parameters)
 
 
 def _inputs(channels, size, batch, seed=0):
@@ -91,8 +103,7 @@ def test_gradients_reach_the_parameters(model_class):
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_parameter_budget(model_class, dataset):
     channels, size = DATASETS[dataset]
-    # The reference model's parameter count at configs/<dataset>.yaml, recorded (tests/graded/recorded/).
-    budget = PARAMETER_BUDGET * reference()["parameters"][dataset]
+    budget = PARAMETER_BUDGET * RECORDING.values()["parameters"][dataset]
     count = sum(p.numel() for p in model_class(channels, size).parameters())
     assert count <= budget, (f"your model has {count / 1e6:.1f} M parameters for {dataset}; the budget is "
                              f"{budget / 1e6:.1f} M ({PARAMETER_BUDGET}x the reference): make it smaller")

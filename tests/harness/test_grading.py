@@ -65,7 +65,7 @@ def test_broken_student_code_is_contained_and_extra_tests_are_graded(tmp_path):
     hidden = tmp_path / "hidden"
     hidden.mkdir()
     (hidden / "test_hidden.py").write_text(HIDDEN_TEST)
-    result = run_pytest(kata, "tests/graded/test_model.py", "tests/graded/test_sampler.py",
+    result = run_pytest(kata, "tests/graded/test_model.py", "tests/graded/test_ddpm.py",
                         "--grade-json", "grade.json", "-k", "float32 or exactly or hidden",
                         KATA_GRADED_TIMEOUT="3", KATA_EXTRA_TESTS=str(hidden))
     assert result.returncode != 0
@@ -105,7 +105,7 @@ def test_os_exit_in_student_code_leaves_a_failing_report_not_a_pass(tmp_path):
     from src.harness.grade.verdict import verdict
 
     kata = kata_copy(tmp_path, sampler=EXITS_IN_SAMPLE)
-    result = run_pytest(kata, "tests/graded/test_sampler.py", "--grade-json", "grade.json",
+    result = run_pytest(kata, "tests/graded/test_ddpm.py", "--grade-json", "grade.json",
                         "-k", "exactly or shape_range")
     assert result.returncode == 0, "pytest itself reports success here: that is why nothing may score by it"
     grade, tests = _grade(kata)
@@ -119,7 +119,7 @@ def test_os_exit_in_student_code_leaves_a_failing_report_not_a_pass(tmp_path):
 @pytest.mark.slow
 def test_a_run_killed_in_a_c_call_keeps_every_finished_tests_points(tmp_path):
     kata = kata_copy(tmp_path, sampler=HANGS_IN_C_AT_T_20)
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/graded/test_sampler.py",
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/graded/test_ddpm.py",
                "--grade-json", "grade.json", "-k", "exactly or shape_range"]
     env = {**os.environ, "KATA_PROGRESS": "0", "KATA_GRADED_TIMEOUT": "2"}
     with subprocess.Popen(command, cwd=kata, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:

@@ -1,6 +1,7 @@
-"""A level costs only itself: a throw-away Level 99 (a stub, a reference, one graded test, a config, its chapter
-and one entry of each registry in src/harness/levels.py) added to a copy of the kata is graded, released to
-students, bundled for Gradescope and given a Classroom step, with no other file changed by hand."""
+"""A level costs only itself: a throw-away Level 99 (a stub, a reference, one graded test with its recorded
+reference values, a config, its chapter and one entry of each registry in src/harness/levels.py) added to a copy of
+the kata is recorded, graded, released to students, bundled for Gradescope and given a Classroom step, with no
+other file changed by hand."""
 
 import json
 import os
@@ -32,11 +33,16 @@ CHAPTER = STUDENT_CHAPTER + "<!-- instructor -->\nThe reference adds x to x.\n<!
 GRADED_TEST = '''import pytest
 import torch
 
+from src.harness.loading import REFERENCE
+from tests.graded.recorded import Recording
+
+RECORDING = Recording("toy", lambda: {"doubled": REFERENCE.module("toy").double(torch.arange(3.0))})
+
 
 @pytest.mark.level99
 @pytest.mark.points(2)
 def test_double_doubles(double):
-    assert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0)), "double(x) must return 2 x"
+    assert torch.equal(double(torch.arange(3.0)), RECORDING.values()["doubled"]), "double(x) must return 2 x"
 '''
 STUDENT_FILE_ENTRY = '    StudentFile("toy", "implement double (docs/levels/level99.md)", functions=("double",)),\n'
 LEVEL_ENTRY = '''    Level("level99", "a throw-away level", ("toy",),
@@ -68,6 +74,8 @@ def kata(tmp_path_factory) -> Path:
     registry = copy / "src" / "harness" / "levels.py"
     text = _add_entry(registry.read_text(), "STUDENT_FILES", STUDENT_FILE_ENTRY)
     registry.write_text(_add_entry(text, "LEVELS", LEVEL_ENTRY))
+    _python(copy, "-c", "from tests.graded.record import recordings; "
+                        "[recording.save() for recording in recordings() if recording.name == 'toy']")
     return copy
 
 
@@ -102,6 +110,7 @@ def test_the_student_release_ships_the_stub_and_the_test_but_not_the_answer(kata
     student = tmp_path / "student"
     assert (student / "src" / "toy.py").read_text() == STUB
     assert (student / "tests" / "graded" / "test_toy.py").is_file() and (student / "configs" / "toy.yaml").is_file()
+    assert (student / "tests" / "graded" / "recorded" / "toy.pt").is_file()
     assert not (student / "src" / "solution").exists()
     assert (student / "docs" / "levels" / "level99.md").read_text() == STUDENT_CHAPTER
 

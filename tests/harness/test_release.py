@@ -66,7 +66,7 @@ def test_student_build_holds_no_reference(student):
         assert not any(f.startswith(gone) for f in files), f"{gone} is in the student build"
     assert {"src/model.py", "src/sampler.py", "src/point_model.py", "src/flow.py", "configs/moons.yaml",
             "configs/moons_flow.yaml", "tests/graded/recorded/flow.pt",
-            "tests/graded/recorded/sampler_trace.pt", "main.py",
+            "tests/graded/recorded/ddpm.pt", "main.py",
             ".github/workflows/classroom.yml", "uv.lock"} <= files
     reference = release.reference_lines()
     update = "x = (x - betas[t] / (1 - alphas_cumprod[t]).sqrt() * eps) / alphas[t].sqrt()"

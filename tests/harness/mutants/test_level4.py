@@ -5,7 +5,7 @@ from functools import partial
 import pytest
 import torch
 
-from tests.graded import test_sampler
+from tests.graded import test_ddpm
 
 
 def ddpm(model, schedule, shape, generator=None, *, sqrt_coefficient=True, swap_alphas=False, noise_at_zero=False,
@@ -33,24 +33,24 @@ def ddpm(model, schedule, shape, generator=None, *, sqrt_coefficient=True, swap_
 
 
 SAMPLER_MUTANTS = [  # (the mistake switched on in ddpm, the graded test that catches it, its message)
-    pytest.param(dict(sqrt_coefficient=False), test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
+    pytest.param(dict(sqrt_coefficient=False), test_ddpm.test_reproduces_the_mean_and_variance_of_gaussian_data,
                  "sample (mean|std)", id="missing sqrt"),
-    pytest.param(dict(swap_alphas=True), test_sampler.test_matches_the_reference_sampler_exactly, "first differs",
+    pytest.param(dict(swap_alphas=True), test_ddpm.test_matches_the_reference_sampler_exactly, "first differs",
                  id="alpha and alpha-bar swapped"),
-    pytest.param(dict(noise_at_zero=True), test_sampler.test_matches_the_reference_sampler_exactly,
+    pytest.param(dict(noise_at_zero=True), test_ddpm.test_matches_the_reference_sampler_exactly,
                  "returned x_0 differs", id="noise at the last step"),
-    pytest.param(dict(upward=True), test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
+    pytest.param(dict(upward=True), test_ddpm.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
                  "must run T-1", id="t runs upward"),
-    pytest.param(dict(off_by_one=True), test_sampler.test_matches_the_reference_sampler_exactly, "you passed t",
+    pytest.param(dict(off_by_one=True), test_ddpm.test_matches_the_reference_sampler_exactly, "you passed t",
                  id="off by one in t"),
-    pytest.param(dict(posterior_variance=True), test_sampler.test_matches_the_reference_sampler_exactly,
+    pytest.param(dict(posterior_variance=True), test_ddpm.test_matches_the_reference_sampler_exactly,
                  "first differs", id="posterior variance"),
-    pytest.param(dict(sigma_is_beta=True), test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
+    pytest.param(dict(sigma_is_beta=True), test_ddpm.test_reproduces_the_mean_and_variance_of_gaussian_data,
                  "sample std", id="sigma = beta, not sqrt(beta)"),
-    pytest.param(dict(clip=False), test_sampler.test_output_shape_range_and_device, "clip", id="never clips"),
-    pytest.param(dict(no_grad=False), test_sampler.test_returns_no_autograd_history, "autograd",
+    pytest.param(dict(clip=False), test_ddpm.test_output_shape_range_and_device, "clip", id="never clips"),
+    pytest.param(dict(no_grad=False), test_ddpm.test_returns_no_autograd_history, "autograd",
                  id="keeps autograd history"),
-    pytest.param(dict(skip_model=True), test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
+    pytest.param(dict(skip_model=True), test_ddpm.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0,
                  "called 0 times", id="never calls the model"),
 ]
 
@@ -63,10 +63,10 @@ def test_sampler_mutant_is_caught(mistake, graded_test, reason):
 
 def test_unmodified_mutant_sampler_passes_every_sampler_test():
     """The switchboard above with no mistake on is the reference: the mutants differ only by their mistake."""
-    for graded_test in [test_sampler.test_matches_the_reference_sampler_exactly,
-                        test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data,
-                        test_sampler.test_output_shape_range_and_device, test_sampler.test_returns_no_autograd_history,
-                        test_sampler.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0]:
+    for graded_test in [test_ddpm.test_matches_the_reference_sampler_exactly,
+                        test_ddpm.test_reproduces_the_mean_and_variance_of_gaussian_data,
+                        test_ddpm.test_output_shape_range_and_device, test_ddpm.test_returns_no_autograd_history,
+                        test_ddpm.test_calls_the_model_once_per_step_from_T_minus_1_down_to_0]:
         graded_test(sample=ddpm)
 
 
@@ -76,6 +76,6 @@ def test_noise_drawn_in_another_order_still_passes_the_distribution_test():
         torch.randn(shape, generator=generator)  # one extra draw shifts every later number
         return ddpm(model, schedule, shape, generator)
 
-    test_sampler.test_reproduces_the_mean_and_variance_of_gaussian_data(sample=reversed_draws)
+    test_ddpm.test_reproduces_the_mean_and_variance_of_gaussian_data(sample=reversed_draws)
     with pytest.raises(AssertionError):
-        test_sampler.test_matches_the_reference_sampler_exactly(sample=reversed_draws)
+        test_ddpm.test_matches_the_reference_sampler_exactly(sample=reversed_draws)

@@ -3,18 +3,21 @@
 import pytest
 import torch
 
+from src.harness.loading import REFERENCE
 from src.harness.policy import GAUSSIAN_MOMENT_TOLERANCE, SAMPLER_TRAJECTORY_ATOL, SAMPLER_X_T_ATOL
 from src.harness.run.schedule import NoiseSchedule
 from tests.graded.fakes import GaussianDataDenoiser, first_departure, trace_sampler
-from tests.graded.recorded import sampler_trace
+from tests.graded.recorded import Recording
 
 pytestmark = pytest.mark.level4
+# The reference sampler's trace_sampler(): its x_0 and every model call.
+RECORDING = Recording("ddpm", lambda: {"trace": trace_sampler(REFERENCE.module("sampler").sample)})
 
 
 @pytest.mark.points(4)
 def test_matches_the_reference_sampler_exactly(sample):
     out, calls = trace_sampler(sample)
-    expected_out, expected_calls = sampler_trace()  # the reference sampler's trace_sampler(), recorded
+    expected_out, expected_calls = RECORDING.values()["trace"]
     departure = first_departure(calls, expected_calls, SAMPLER_X_T_ATOL, SAMPLER_TRAJECTORY_ATOL)
     if departure is not None:
         i, t, expected_t, what = departure

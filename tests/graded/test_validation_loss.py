@@ -1,4 +1,4 @@
-"""Levels graded on a trained checkpoint: L2 (validation loss). L1 and L3 judge samples (see test_quality.py)."""
+"""Level 2: the validation loss of your Level 1 run, at most the reference's (same budget, same images)."""
 
 import pytest
 
@@ -16,10 +16,10 @@ def test_validation_loss_at_most_the_references(model_class, source, record_prop
     record_property("validation_loss", loss)  # Gradescope's leaderboard (src/harness/instructor/autograder.py)
     if reference_available() and reference_run_path("fashion_mnist").exists():
         reference = reference_validation_loss()
-        source = "the reference's recorded run in src/solution/runs/"
+        measured_by = "the reference's recorded run in src/solution/runs/"
     else:
         reference = recorded_reference("fashion_mnist")["val_loss"]
-        source = "the recorded reference score (src/harness/reference_scores.json)"
+        measured_by = "the recorded reference score (src/harness/reference_scores.json)"
     assert loss <= reference, (
-        f"validation loss {loss:.4f}, the reference's {reference:.4f} ({source}). Same budget, lower loss: "
+        f"validation loss {loss:.4f}, the reference's {reference:.4f} ({measured_by}). Same budget, lower loss: "
         f"improve src/model.py and train again with `{command('fashion_mnist', source)} --overwrite`")
