@@ -11,7 +11,7 @@ from src.harness import levels
 from src.harness.paths import ROOT
 
 # {name: path} of the files a student writes (levels.STUDENT_FILES), and src/utils.py which they may share.
-STUDENT_FILES = {file.name: f"src/{file.name}.py" for file in levels.STUDENT_FILES} | {"utils": "src/utils.py"}
+STUDENT_PATHS = {file.name: f"src/{file.name}.py" for file in levels.STUDENT_FILES} | {"utils": "src/utils.py"}
 
 
 class StudentCodeError(Exception):
@@ -44,8 +44,8 @@ class CodeSource:
         return "-solution" if self.reference else ""
 
     def path(self, name: str) -> str:
-        """The file of `name` (a key of STUDENT_FILES) from the root: src/<name>.py or src/solution/<name>.py."""
-        return f"src/solution/{name}.py" if self.reference and name != "utils" else STUDENT_FILES[name]
+        """The file of `name` (a key of STUDENT_PATHS) from the root: src/<name>.py or src/solution/<name>.py."""
+        return f"src/solution/{name}.py" if self.reference and name != "utils" else STUDENT_PATHS[name]
 
     def module(self, name: str):
         """The module src.<name> (student) or src.solution.<name> (reference), e.g. name="model"."""
@@ -91,11 +91,11 @@ REFERENCE = CodeSource(reference=True)
 def stub_message(err: NotImplementedError) -> str:
     """The friendly message for an unimplemented stub, naming the file it sits in and what it asks."""
     where = student_location(err)
-    file = next((f for f in levels.STUDENT_FILES if where and where[0] == STUDENT_FILES[f.name]),
+    file = next((f for f in levels.STUDENT_FILES if where and where[0] == STUDENT_PATHS[f.name]),
                 next(f for f in levels.STUDENT_FILES if f.name == "model"))
     asks = file.asks or (str(err).rstrip(".") or "implement it")
     otherwise = file.otherwise or ("run with --solution to use the reference's" if reference_available() else "")
-    return (f"{STUDENT_FILES[file.name]} is still a stub: {asks[0].lower()}{asks[1:]}"
+    return (f"{STUDENT_PATHS[file.name]} is still a stub: {asks[0].lower()}{asks[1:]}"
             + (f", or {otherwise}." if otherwise else "."))
 
 
@@ -104,7 +104,7 @@ def student_location(err: BaseException) -> tuple[str, int] | None:
     found = None
     for frame in traceback.extract_tb(err.__traceback__):
         path = _relative(frame.filename)
-        if path in STUDENT_FILES.values():
+        if path in STUDENT_PATHS.values():
             found = (path, frame.lineno)
     return found
 

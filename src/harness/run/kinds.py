@@ -102,7 +102,7 @@ def kind_of(dataset: str):
 
 
 def trained_code(cfg) -> tuple[str, ...]:
-    """The student files (keys of STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
+    """The student files (levels.STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
     network (model or point_model), and flow for flow matching (Level 7)."""
     return (kind_of(cfg.data.name).module, *OBJECTIVES[cfg.diffusion.objective].code)
 
