@@ -13,7 +13,7 @@ from src.harness.loading import REFERENCE, STUDENT, CodeSource
 from src.harness.paths import ROOT
 from src.harness.policy import bars_of
 from src.harness.run.conditioning import conditioning_of
-from src.harness.run.config import Config, official_config, output_dir
+from src.harness.run.config import Config, official_config, output_dir, recipe_changes
 from src.harness.run.data import DATASETS, load_data, to_model_range
 from src.harness.run.kinds import build_model, kind_of, trained_code
 from src.harness.run.objective import NoisePrediction, make_objective
@@ -134,30 +134,6 @@ def provenance_problem(state: dict, official, source: CodeSource) -> str | None:
         if changed:
             return f"was trained with other settings than configs/{official.output.name}.yaml's ({', '.join(changed)})"
     return None
-
-
-# Settings that do not change what a run learns: where data comes from, how it reports, how it samples afterwards.
-NOT_RECIPE = ("data.root", "data.download", "data.verify_md5", "training.precision", "training.checkpoint_every",
-              "training.log_every", "training.eval_every", "training.preview_every", "training.val_batch_size",
-              "conditioning.guidance_scale", "sampling", "output")
-
-
-def recipe_changes(recorded: dict, official) -> list[str]:
-    """The settings (dotted keys) in which a run's recorded config differs from `official`'s, NOT_RECIPE aside."""
-    run = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), recorded))
-    wanted = OmegaConf.to_container(official)
-
-    def differ(a, b, prefix=""):
-        if isinstance(a, dict) and isinstance(b, dict):
-            return [key for name in sorted(a.keys() | b.keys()) if not _ignored(prefix + name)
-                    for key in differ(a.get(name), b.get(name), prefix + name + ".")]
-        return [] if a == b else [prefix.rstrip(".")]
-
-    return differ(run, wanted)
-
-
-def _ignored(key: str) -> bool:
-    return any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_RECIPE)
 
 
 def recorded_reference(config: str) -> dict:

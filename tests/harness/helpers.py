@@ -29,6 +29,18 @@ def sample(model, schedule, shape, generator=None):
 """
 
 
+SMOKE = ["--config", str(ROOT / "configs" / "smoke.yaml"), "--solution"]  # main.py's arguments for a smoke run
+QUICK = ["training.max_steps=2", "training.eval_every=0", "training.preview_every=0", "sampling.steps=2",
+         "sampling.animation_frames=2"]  # ... that takes seconds
+
+
+def one_line_error(capsys) -> str:
+    """What main() wrote to stderr, checked to be one line that starts with "error: " and holds no traceback."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
 def smoke_config(tmp_path: Path, *overrides: str):
     """configs/smoke.yaml with outputs under tmp_path, plus overrides."""
     return official_config("smoke", [f"output.root={tmp_path / 'outputs'}", *overrides])

@@ -17,7 +17,8 @@ from PIL import Image
 from src.harness.paths import ROOT
 from src.harness.run.cli import error_message, main
 from src.harness.run.train import load_checkpoint
-from tests.harness.helpers import ONE_CONV, STUB_MODEL, STUB_SAMPLER, kata_copy, model_with_conv, run_main
+from tests.harness.helpers import (ONE_CONV, QUICK, SMOKE, STUB_MODEL, STUB_SAMPLER, kata_copy, model_with_conv,
+                                   one_line_error, run_main)
 
 
 def _image(path: Path) -> Image.Image:
@@ -72,7 +73,7 @@ def test_smoke_run_writes_every_output(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="TensorBoard is installed here")
 def test_tensorboard_without_the_extra_says_how_to_install_it(tmp_path, capsys):
     assert main([*SMOKE, f"output.root={tmp_path}", "output.tensorboard=true", *QUICK]) == 1
-    assert "uv sync --extra tensorboard" in _one_line_error(capsys)
+    assert "uv sync --extra tensorboard" in one_line_error(capsys)
 
 
 def test_a_flow_matching_run_trains_on_the_same_harness(tmp_path):
@@ -140,23 +141,14 @@ def test_wrong_output_shape_is_one_line(tmp_path):
 
 def test_resume_without_a_checkpoint_says_so(tmp_path, capsys):
     assert main([*SMOKE, f"output.root={tmp_path}", "--resume"]) == 1
-    assert "no checkpoint" in _one_line_error(capsys)
+    assert "no checkpoint" in one_line_error(capsys)
 
 
-SMOKE = ["--config", str(ROOT / "configs" / "smoke.yaml"), "--solution"]
-QUICK = ["training.max_steps=2", "training.eval_every=0", "training.preview_every=0", "sampling.steps=2",
-         "sampling.animation_frames=2"]
 
 
 @pytest.fixture(autouse=True)
 def _no_progress_bar(monkeypatch):
     monkeypatch.setenv("KATA_PROGRESS", "0")
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    return err
 
 
 def _contents(folder) -> dict:
@@ -170,11 +162,11 @@ def test_a_run_is_replaced_only_with_overwrite_and_evaluate_keeps_its_config(tmp
     before = _contents(out)
 
     assert main([*SMOKE, f"output.root={tmp_path}", *QUICK, "training.epochs=1"]) == 1
-    err = _one_line_error(capsys)
+    err = one_line_error(capsys)
     assert f"{out}/ already holds a run" in err and all(f in err for f in ("--resume", "--evaluate", "--overwrite"))
     for override in ("diffusion.schedule=cosine", "data.num_val=100"):
         assert main([*SMOKE, "--evaluate", f"output.root={tmp_path}", override]) == 1
-        err = _one_line_error(capsys)
+        err = one_line_error(capsys)
         assert "--evaluate scores the run" in err and f"{override.split('=')[0]}=" in err
     assert _contents(out) == before, "nothing was written"
 
@@ -201,7 +193,7 @@ def test_an_output_root_that_is_a_file_is_one_line(tmp_path, capsys):
     root = tmp_path / "outputs"
     root.write_text("not a folder")
     assert main([*SMOKE, f"output.root={root}", *QUICK]) == 1
-    assert "output.root to a folder you can write to" in _one_line_error(capsys)
+    assert "output.root to a folder you can write to" in one_line_error(capsys)
     assert root.read_text() == "not a folder"
 
 
@@ -211,7 +203,7 @@ def test_a_read_only_output_root_is_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(Path, "mkdir", read_only)
     assert main([*SMOKE, f"output.root={tmp_path / 'outputs'}", *QUICK]) == 1
-    assert f"cannot write to {tmp_path / 'outputs'}" in _one_line_error(capsys)
+    assert f"cannot write to {tmp_path / 'outputs'}" in one_line_error(capsys)
 
 
 def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
@@ -220,7 +212,7 @@ def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(torch, "save", full)
     assert main([*SMOKE, f"output.root={tmp_path}", *QUICK]) == 1
-    assert "checkpoint.pt" in _one_line_error(capsys) and not (tmp_path / "smoke-solution" / "checkpoint.pt").exists()
+    assert "checkpoint.pt" in one_line_error(capsys) and not (tmp_path / "smoke-solution" / "checkpoint.pt").exists()
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--evaluate"])
@@ -229,7 +221,7 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, flag):
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip file")
     assert main([*SMOKE, flag, f"output.root={tmp_path}", *QUICK]) == 1
-    assert "checkpoint.pt is not a readable checkpoint" in _one_line_error(capsys)
+    assert "checkpoint.pt is not a readable checkpoint" in one_line_error(capsys)
     assert _contents(out) == {"checkpoint.pt": b"PK\x03\x04 half a zip file"}
 
 
@@ -274,7 +266,7 @@ def test_ctrl_c_outside_training_is_one_line(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr("src.harness.run.cli.load_data", interrupted)
     assert main([*SMOKE, f"output.root={tmp_path}", *QUICK]) == 130
-    assert "stopped by Ctrl-C before any checkpoint was written" in _one_line_error(capsys)
+    assert "stopped by Ctrl-C before any checkpoint was written" in one_line_error(capsys)
 
 
 def test_a_write_that_fails_later_names_the_file():
@@ -286,4 +278,4 @@ def test_a_write_that_fails_later_names_the_file():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys):
     assert main([*SMOKE, "--device", "cuda", f"output.root={tmp_path}"]) == 1
-    assert "PyTorch sees no CUDA GPU" in _one_line_error(capsys) and list(tmp_path.iterdir()) == []
+    assert "PyTorch sees no CUDA GPU" in one_line_error(capsys) and list(tmp_path.iterdir()) == []

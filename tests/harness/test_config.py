@@ -34,6 +34,14 @@ def test_overrides_are_typed():
     ("sampling.sampler=unipc", ["sampling.sampler", "ddim, ddpm, dpmpp_2m, euler, heun"]),
     ("diffusion.objective=flow", ["sampling.sampler", "euler, heun with diffusion.objective=flow"]),
     ("diffusion.objective=score", ["diffusion.objective", "flow, noise"]),
+    ("model.norm_num_groups=0", ["model.norm_num_groups", "> 0"]),
+    ("model.layers_per_block=0", ["model.layers_per_block", "> 0"]),
+    ("model.block_out_channels=[0,32]", ["model.block_out_channels", "channel counts > 0"]),
+    ("seed=-1", ["'seed' = -1", "from 0 to 2**63 - 1"]),
+    (f"seed={2 ** 64}", ["'seed'", "from 0 to 2**63 - 1"]),
+    (f"sampling.seed={10 ** 30}", ["sampling.seed", "from 0 to 2**63 - 1"]),
+    ("data.batch_size=100000", ["data.batch_size", "at most the 512 training samples of synthetic"]),
+    ("model=3", ["config key 'model' is a section, not a value (3)", "model.KEY=VALUE"]),
 ])
 def test_bad_values_name_the_key_and_the_allowed_values(override, expected):
     with pytest.raises(ConfigError) as info:
@@ -60,6 +68,11 @@ def test_data_root_follows_the_environment(monkeypatch):
 @pytest.mark.parametrize("text, expected", [
     ("data:\n  name: [synthetic\ntraining: {\n", ["bad.yaml, line 3, column 9 is not valid YAML", "key: value"]),
     ("- data\n- training\n", ["bad.yaml holds a list at the top level", "configs/smoke.yaml"]),
+    ("3\n", ["bad.yaml holds a single value (3) at the top level"]),
+    ("", ["bad.yaml is empty", "data:"]),
+    ("# only a comment\n", ["bad.yaml is empty"]),
+    ("model: 3\n", ["config key 'model' is a section, not a value (3)"]),
+    ("data:\n  name: synthetic\n  batch_size: {a: 1}\n", ["data.batch_size"]),
 ])
 def test_a_broken_yaml_file_is_one_line(tmp_path, capsys, text, expected):
     path = tmp_path / "bad.yaml"

@@ -67,7 +67,7 @@ def test_resume_refuses_a_changed_budget_and_keeps_the_record(tmp_path):
     before = load_checkpoint(tmp_path / "c.pt")
     cfg = _smoke(tmp_path, "training.max_steps=2")[0]
     with pytest.raises(ResumeMismatchError, match="training.max_steps=4.*training.max_steps=2"):
-        check_resume(load_checkpoint(tmp_path / "c.pt"), budget_of(cfg), {})
+        check_resume(load_checkpoint(tmp_path / "c.pt"), cfg, {})
     assert load_checkpoint(tmp_path / "c.pt")["budget"] == before["budget"], "the record must not be rewritten"
 
 
@@ -75,7 +75,7 @@ def test_resume_refuses_other_model_code(tmp_path):
     cfg, model, objective, images = _smoke(tmp_path, "training.max_steps=2")
     train(cfg, model, objective, images, cpu(cfg), tmp_path / "c.pt", metadata={"model_fingerprint": "a"})
     with pytest.raises(ResumeMismatchError, match=r"the code this run trains with \(src/model.py"):
-        check_resume(load_checkpoint(tmp_path / "c.pt"), budget_of(cfg), {"model_fingerprint": "b"})
+        check_resume(load_checkpoint(tmp_path / "c.pt"), cfg, {"model_fingerprint": "b"})
 
 
 @pytest.mark.slow

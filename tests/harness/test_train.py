@@ -60,7 +60,7 @@ def test_checkpoint_holds_what_resume_needs(tmp_path):
 ])
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failure):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"step": 1})
+    save_checkpoint(path, {"step": 1, "ema": {}})
 
     def fail_halfway(obj, f, *args, **kwargs):
         open(f, "wb").write(b"half a checkpoint")
@@ -68,11 +68,11 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_previous_checkpoint
 
     monkeypatch.setattr(torch, "save", fail_halfway)
     with pytest.raises(CheckpointError) as info:
-        save_checkpoint(path, {"step": 2})
+        save_checkpoint(path, {"step": 2, "ema": {}})
     monkeypatch.undo()
     assert "\n" not in str(info.value) and f"could not write {path}" in str(info.value)
     assert "free some disk space" in str(info.value)
-    assert load_checkpoint(path) == {"step": 1}, "a failed write must leave the previous checkpoint intact"
+    assert load_checkpoint(path) == {"step": 1, "ema": {}}, "a failed write must leave the previous checkpoint intact"
     assert list(tmp_path.iterdir()) == [path], "no temporary file may be left behind"
 
 

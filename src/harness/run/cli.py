@@ -1,11 +1,15 @@
 """`python main.py --config configs/X.yaml [key=value ...]`: train, validate, sample, write the outputs."""
 
 import argparse
+import contextlib
 import copy
 import json
 import os
+import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -28,7 +32,7 @@ from src.harness.run.runtime import Runtime, describe_cpu
 from src.harness.run.samplers import UNDER_TEST, get_sampler
 from src.harness.run.schedule import NoiseSchedule
 from src.harness.run.train import (CheckpointError, NonFiniteLossError, ResumeMismatchError, TrainingInterrupted,
-                               budget_of, check_resume, load_checkpoint, load_weights, train)
+                               check_resume, load_checkpoint, load_weights, train)
 
 # Failures a student can cause and fix; each carries a one-sentence message that says what to do.
 EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError, CheckpointError,
@@ -73,6 +77,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    with _sigterm_as_ctrl_c():
+        return _main(argv)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (`kill`, a job scheduler, `timeout`) stops the run as Ctrl-C does: a checkpoint and one line."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set a signal handler
+    previous = signal.signal(signal.SIGTERM, interrupt) if main_thread else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     args.overrides += [f"seed={args.seed}"] if args.seed is not None else []
     out = None
@@ -91,6 +115,12 @@ def main(argv=None) -> int:
             traceback.print_exception(err)
         print(f"error: {message}", file=sys.stderr)
         return 130 if isinstance(err, KeyboardInterrupt) else 1
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation that failed: torch's on a GPU or from its CPU allocator, or Python's."""
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or (
+        isinstance(err, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(err))
 
 
 def interrupted_message(step: int | None) -> str:
@@ -112,6 +142,11 @@ def error_message(err: BaseException, out: Path | None) -> str | None:
         at = f" at {where[0]}:{where[1]}" if where else ""
         return (f"your code called sys.exit({err.code!r}){at}, which ended the run before it finished; "
                 "return a value instead of exiting")
+    if is_out_of_memory(err):
+        asked = re.search(r"allocate (\d+) bytes", str(err))
+        amount = f" (one tensor of {int(asked.group(1)) / 2 ** 30:,.0f} GiB)" if asked else ""
+        return (f"the run needs more memory than this machine has{amount}: make data.batch_size, "
+                "sampling.num_samples, data.image_size or diffusion.num_timesteps smaller, or the model")
     if student_location(err) is not None:
         return f"your code raised {describe_exception(err)} (run again with --traceback for the full traceback)"
     if isinstance(err, OSError) and err.filename is not None:  # a write into the run folder failed
@@ -186,7 +221,7 @@ def open_run_folder(checkpoint_path: Path, cfg: DictConfig, args) -> dict | None
     """
     state = check_run_folder(checkpoint_path, args)
     if args.resume:
-        check_resume(state, budget_of(cfg), run_metadata(cfg, args.source))
+        check_resume(state, cfg, run_metadata(cfg, args.source))
     return state
 
 

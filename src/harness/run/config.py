@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from src.harness.paths import CONFIGS
@@ -26,6 +26,7 @@ POSITIVE = ("a number > 0", lambda value: value > 0)
 NON_NEGATIVE = ("a number >= 0", lambda value: value >= 0)
 FRACTION = ("a number in [0, 1]", lambda value: 0 <= value <= 1)
 POSITIVE_OR_NULL = ("null or an integer > 0", lambda value: value is None or value > 0)
+SEED = ("an integer from 0 to 2**63 - 1", lambda value: 0 <= value < 2 ** 63)  # what torch.manual_seed takes
 
 
 def checked(default, rule: tuple[str, Callable]):
@@ -77,10 +78,10 @@ class ModelConfig:
     """Architecture of the reference UNet (`--solution`); your own model builds itself."""
 
     block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
-    layers_per_block: int = 1
+    layers_per_block: int = checked(1, POSITIVE)
     attention: list[bool] = field(default_factory=lambda: [False, False, False])
     mid_attention: bool = False
-    norm_num_groups: int = 8
+    norm_num_groups: int = checked(8, POSITIVE)
 
 
 @dataclass
@@ -126,7 +127,7 @@ class SamplingConfig:
     steps: int = checked(50, POSITIVE)  # model calls per sample, for samplers that skip timesteps (all but ddpm)
     eta: float = checked(0.0, FRACTION)  # ddim's noise: 0 deterministic, 1 as stochastic as DDPM
     num_samples: int = checked(64, POSITIVE)
-    seed: int = 0
+    seed: int = checked(0, SEED)
     animation_frames: int = checked(40, POSITIVE)  # frames of animation.gif, from x_T to x_0
 
 
@@ -140,7 +141,7 @@ class OutputConfig:
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: int = checked(0, SEED)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
@@ -154,9 +155,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Di
     """Config defaults, then the YAML file at `path`, then `key=value` overrides; validated."""
     cfg = OmegaConf.structured(Config)
     try:
-        if path is not None:
-            cfg = OmegaConf.merge(cfg, _read_yaml(Path(path)))
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        for given in ([_read_yaml(Path(path))] if path is not None else []) + [OmegaConf.from_dotlist(list(overrides))]:
+            _check_sections(given, Config)
+            cfg = OmegaConf.merge(cfg, given)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, cfg)) from None
     if cfg.output.name is None:
@@ -176,6 +177,29 @@ def official_config(name: str, overrides=()) -> DictConfig:
     return load_config(CONFIGS / f"{name}.yaml", overrides)
 
 
+# Settings that do not change what a run learns: where data comes from, how it reports, how it samples afterwards.
+NOT_RECIPE = ("data.root", "data.download", "data.verify_md5", "training.precision", "training.checkpoint_every",
+              "training.log_every", "training.eval_every", "training.preview_every", "training.val_batch_size",
+              "conditioning.guidance_scale", "sampling", "output")
+
+
+def recipe_changes(recorded: dict, wanted: DictConfig) -> list[str]:
+    """The settings (dotted keys) in which a run's recorded config differs from `wanted`, NOT_RECIPE aside."""
+    run = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), recorded))
+
+    def differ(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return [key for name in sorted(a.keys() | b.keys()) if not _ignored(prefix + name)
+                    for key in differ(a.get(name), b.get(name), prefix + name + ".")]
+        return [] if a == b else [prefix.rstrip(".")]
+
+    return differ(run, OmegaConf.to_container(wanted))
+
+
+def _ignored(key: str) -> bool:
+    return any(key == ignored or key.startswith(ignored + ".") for ignored in NOT_RECIPE)
+
+
 def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         known = ", ".join(sorted(p.as_posix() for p in Path("configs").glob("*.yaml")))
@@ -188,10 +212,30 @@ def _read_yaml(path: Path) -> DictConfig:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}{where} is not valid YAML ({problem}); fix it there: "
                           "each line is `key: value`, nested keys indented under their section") from None
+    except OSError as err:
+        if "Invalid loaded object type" not in str(err):  # OmegaConf's words for a lone number or string
+            raise ConfigError(f"cannot read {path} ({err.strerror or err}); check that it is a readable file") from None
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(loaded, DictConfig):
-        raise ConfigError(f"{path} holds a {type(loaded).__name__.removesuffix('Config').lower()} at the top level; "
-                          "a config is sections of `key: value` lines, like configs/smoke.yaml")
+        what = "a list" if isinstance(loaded, ListConfig) else f"a single value ({loaded!r})"
+        raise ConfigError(f"{path} holds {what} at the top level; a config is sections of `key: value` lines, like "
+                          "configs/smoke.yaml")
+    if not loaded:
+        raise ConfigError(f"{path} is empty; a config names at least its data (`data:` with `name: ...` under it), "
+                          "like configs/smoke.yaml")
     return loaded
+
+
+def _check_sections(given: DictConfig, cls, prefix: str = "") -> None:
+    """Raise ConfigError where `given` holds a value where `cls` has a section (e.g. `model: 3`)."""
+    for f in fields(cls):
+        if is_dataclass(f.type) and f.name in given:
+            value = given[f.name]
+            if not isinstance(value, DictConfig):
+                raise ConfigError(f"config key '{prefix}{f.name}' is a section, not a value ({value!r}): put its keys "
+                                  f"under it, one `key: value` per indented line, or override one as "
+                                  f"{prefix}{f.name}.KEY=VALUE")
+            _check_sections(value, f.type, f"{prefix}{f.name}.")
 
 
 def _describe(err: OmegaConfBaseException, cfg: DictConfig) -> str:
@@ -241,6 +285,9 @@ def _check_between_fields(cfg: DictConfig) -> None:
     from src.harness.run.data import DATASETS  # torch-heavy: imported only when needed
     from src.harness.run.quality import EVAL_SAMPLES, classifier_path
 
+    num_train = DATASETS[cfg.data.name].num_train(cfg.data)
+    _check(cfg.data.batch_size <= num_train, "data.batch_size", cfg.data.batch_size,
+           f"at most the {num_train} training samples of {cfg.data.name} (a batch is drawn from them)")
     if DATASETS[cfg.data.name].kind == "points":
         _check(cfg.conditioning.kind == "none", "conditioning.kind", cfg.conditioning.kind,
                "none for 2-D points (class conditioning is for images: src/model.py)")
@@ -268,5 +315,7 @@ def _check_between_fields(cfg: DictConfig) -> None:
     _check(len(m.block_out_channels) > 0, "model.block_out_channels", list(m.block_out_channels), "a non-empty list")
     _check(len(m.attention) == len(m.block_out_channels), "model.attention", list(m.attention),
            f"one true/false per entry of model.block_out_channels ({len(m.block_out_channels)})")
+    _check(all(c > 0 for c in m.block_out_channels), "model.block_out_channels", list(m.block_out_channels),
+           "a list of channel counts > 0")
     _check(all(c % m.norm_num_groups == 0 for c in m.block_out_channels), "model.norm_num_groups",
            m.norm_num_groups, f"a divisor of every entry of model.block_out_channels {list(m.block_out_channels)}")

@@ -75,6 +75,8 @@ def _read_idx(path: Path) -> np.ndarray:
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             raw = f.read()
+    except (PermissionError, IsADirectoryError) as err:
+        raise DataError(_unreadable_message(path, err)) from None
     except (EOFError, OSError) as err:  # a truncated or non-gzip .gz
         raise DataError(_damaged_message(path, str(err) or type(err).__name__)) from None
     ndim = raw[3] if len(raw) > 4 and raw[:3] == b"\0\0\x08" else 0  # magic: two zero bytes, 0x08 for uint8
@@ -151,6 +153,8 @@ def _read_cifar_file(path: Path) -> dict:
         if path.name == "batches.meta":
             return {"label_names": list(entry["label_names"])}
         data, labels = np.asarray(entry["data"], dtype=np.uint8), np.asarray(entry["labels"], dtype=np.int64)
+    except (PermissionError, IsADirectoryError) as err:
+        raise DataError(_unreadable_message(path, err)) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
         raise DataError(_damaged_message(path, str(err).splitlines()[0] if str(err) else type(err).__name__)) from None
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
@@ -287,6 +291,11 @@ def _remove_empty_folders(top: Path) -> None:
     for path in sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
         if not any(path.iterdir()):
             path.rmdir()
+
+
+def _unreadable_message(path: Path, err: OSError) -> str:
+    return (f"cannot read {path.resolve()} ({err.strerror}): make it a file you can read (or point data.root "
+            "elsewhere)")
 
 
 def _damaged_message(path: Path, reason: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from src.harness.loading import CodeSource
+from src.harness.loading import CodeSource, StudentCodeError, student_location
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.data import DATASETS, model_input, to_uint8
 from src.harness.run.objective import OBJECTIVES
@@ -19,6 +19,7 @@ class Images:
     """(C, H, W) images: src/model.py's DiffusionModel(in_channels, image_size), grids, a classifier's score."""
 
     module, class_name, noun = "model", "DiffusionModel", "images"  # src/model.py (or src/solution/model.py)
+    signature = "in_channels, image_size"  # what build passes, besides arguments
     animation_scale = 2  # grids of 28-pixel images are small: the GIF shows them twice the size
 
     @staticmethod
@@ -61,6 +62,7 @@ class Points:
     """(2,) points: src/point_model.py's PointModel(dim), scatter plots over the data, a Chamfer distance score."""
 
     module, class_name, noun = "point_model", "PointModel", "points"  # src/point_model.py (or src/solution/'s)
+    signature = "dim"
     animation_scale = 1
 
     @staticmethod
@@ -112,6 +114,16 @@ def build_model(cfg, source: CodeSource, conditioning=None):
     takes the `model` config's architecture; a class-conditional run adds num_classes), PointModel(2) for points.
     `conditioning`: the run's (conditioning_of(cfg)), when the caller holds it already."""
     kind = kind_of(cfg.data.name)
-    cls = getattr(source.module(kind.module), kind.class_name)
+    path = source.path(kind.module)
+    cls = getattr(source.module(kind.module), kind.class_name, None)
+    if not isinstance(cls, type):
+        raise StudentCodeError(f"{path} defines no class {kind.class_name}; keep the stub's class and its name")
     arguments = (dict(cfg.model) if source.reference else {}) | (conditioning or conditioning_of(cfg)).model_arguments
-    return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)
+    try:
+        return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)
+    except TypeError as err:
+        if student_location(err) is not None:  # raised inside the student's __init__: reported as their error
+            raise
+        raise StudentCodeError(f"{path}: {kind.class_name}({kind.signature}"
+                               f"{', num_classes' if 'num_classes' in arguments else ''}) cannot be called "
+                               f"({err}); keep the __init__ signature of the stub") from None

@@ -21,8 +21,7 @@ class RunMonitor:
         self.val_labels = val_labels
         self.preview, self.picture, self.eval_every, self.preview_every = preview, picture, eval_every, preview_every
         self.history_path = out / "history.json"
-        history = json.loads(self.history_path.read_text()) if start_step and self.history_path.exists() else {}
-        self.history = {key: [e for e in history.get(key, []) if _step(e) <= start_step] for key in ("train", "val")}
+        self.history = _history_until(self.history_path, start_step) if start_step else {"train": [], "val": []}
         self.writer = _tensorboard_writer(out) if tensorboard else None
 
     def __call__(self, step: int, logs: dict | None, ema_model) -> None:
@@ -63,6 +62,19 @@ class RunMonitor:
     def _scalar(self, name: str, value: float, step: int) -> None:
         if self.writer:
             self.writer.add_scalar(name, value, step)
+
+
+def _history_until(path: Path, step: int) -> dict:
+    """The losses history.json recorded up to `step` (a resumed run continues its curves from there); a missing or
+    damaged file only restarts the curves, with a note."""
+    try:
+        history = json.loads(path.read_text())
+        return {key: [e for e in history.get(key, []) if _step(e) <= step] for key in ("train", "val")}
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, IndexError):
+        print(f"note: {path} is damaged, so curves.png starts again at step {step} (training resumes as usual)")
+    return {"train": [], "val": []}
 
 
 def _step(entry) -> int:

@@ -117,11 +117,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """The checkpoint at `path`: a dict that holds at least the step and the EMA weights (a recorded run holds no
+    more), or a CheckpointError that says what to do."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a checkpoint: remove it, then train the run again") from None
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as err:
         raise CheckpointError(f"{path} is not a readable checkpoint, it is truncated or damaged ({_first_line(err)}): "
                               "train the run again with --overwrite") from None
+    if not isinstance(state, dict) or not {"step", "ema"} <= state.keys():
+        raise CheckpointError(f"{path} is not a checkpoint written by main.py (it holds a {type(state).__name__} "
+                              "without a step and EMA weights): train the run again with --overwrite")
+    return state
 
 
 def load_weights(model: torch.nn.Module, weights: dict, path: Path) -> None:
@@ -275,18 +283,30 @@ class _Progress:
         self.bar.close()
 
 
-def check_resume(state: dict, budget: dict, metadata: dict) -> None:
-    """Refuse to continue a checkpoint under another budget or other code: its record must stay true."""
+def check_resume(state: dict, cfg, metadata: dict) -> None:
+    """Refuse to continue a checkpoint under another budget, another recipe (any setting that changes what the rest
+    of the run learns, config.NOT_RECIPE aside) or other code: its record must stay true."""
+    from omegaconf import OmegaConf
+
+    from src.harness.run.config import recipe_changes
+
     new_run = "start a new run instead (--overwrite replaces this one, output.name=NEW keeps both)"
     if "budget" not in state:
         raise ResumeMismatchError("--resume: this checkpoint was written by an older version of the kata and does "
                                   f"not record its budget; {new_run}")
     recorded = recorded_budget(state)
-    for key, value in budget.items():
+    for key, value in budget_of(cfg).items():
         if recorded.get(key) != value:
             raise ResumeMismatchError(f"--resume: this run was trained with {key}={recorded.get(key)}, but "
                                       f"this command asks for {key}={value}; resume with the run's own settings, "
                                       f"or {new_run}")
+    changed = recipe_changes(state.get("config", {}), cfg)
+    if changed:
+        key = changed[0]
+        was = OmegaConf.select(OmegaConf.create(state.get("config", {})), key, default="its default")
+        raise ResumeMismatchError(f"--resume: this run was trained with {key}={was}, but this command asks for "
+                                  f"{key}={OmegaConf.select(cfg, key)} (the rest of the run would learn under other "
+                                  f"settings); resume with the run's own settings, or {new_run}")
     for key, value in metadata.items():
         if state.get(key) != value:
             what = ("the code this run trains with (src/model.py or src/point_model.py, src/utils.py, and src/flow.py "
@@ -318,7 +338,8 @@ def _stopped_at_once(saved_step, progress: _Progress):
 
 
 class _StopOnCtrlC:
-    """The first Ctrl-C asks the loop to stop at the end of the current step; a second one stops at once.
+    """The first Ctrl-C (or SIGTERM: `kill`, a job scheduler, `timeout`) asks the loop to stop at the end of the
+    current step; a second one stops at once.
 
     A repeat within REPEAT_SECONDS is the same Ctrl-C delivered twice: `timeout` signals both the process and
     its process group, and a terminal signals every process of the foreground group (uv and python).
@@ -329,16 +350,16 @@ class _StopOnCtrlC:
     def __init__(self):
         self.requested = False
         self._requested_at = 0.0
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
         if _in_main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
         return False
 
     def _handle(self, signum, frame):
@@ -347,7 +368,12 @@ class _StopOnCtrlC:
                 return
             raise KeyboardInterrupt
         self.requested, self._requested_at = True, time.monotonic()
-        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)", flush=True)
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{what}: finishing this step and saving a checkpoint (press Ctrl-C again to quit at once)",
+              flush=True)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _in_main_thread() -> bool:
