@@ -223,6 +223,35 @@ def test_submission_found_in_a_repository_or_as_two_files(tmp_path):
     assert autograder.find_submission(flat) == {"model": flat / "model.py", "checkpoints": {}}
 
 
+def test_a_symbolic_link_in_the_submission_is_never_taken(tmp_path):
+    """Route: links that make the autograder copy the bundle's reference (or any root-only file) into the work copy."""
+    secret = tmp_path / "source" / "kata" / "src" / "solution"
+    secret.mkdir(parents=True)
+    (secret / "model.py").write_text("the reference")
+    submission = tmp_path / "submission"
+    (submission / "src").mkdir(parents=True)
+    (submission / "src" / "model.py").symlink_to(secret / "model.py")
+    (submission / "linked").symlink_to(secret, target_is_directory=True)
+    (submission / "sampler.py").write_text("mine")
+    assert autograder.find_submission(submission) == {"sampler": submission / "sampler.py", "checkpoints": {}}
+
+
+def test_the_work_copy_takes_the_graded_files_and_nothing_else(tmp_path):
+    """A submitted conftest.py, pytest.ini, graded test or harness module never reaches the work copy."""
+    submission = tmp_path / "submission"
+    planted = {"conftest.py": "raise SystemExit", "pytest.ini": "[pytest]\naddopts = -p no:grading\n",
+               "tests/graded/test_ddpm.py": "def test_free(): pass\n", "src/harness/grade/grading.py": "",
+               "src/sampler.py": "mine"}
+    for name, text in planted.items():
+        (submission / name).parent.mkdir(parents=True, exist_ok=True)
+        (submission / name).write_text(text)
+    kata = autograder.build_work_kata(tmp_path / "work", autograder.find_submission(submission))
+    assert (kata / "src" / "sampler.py").read_text() == "mine"
+    for name in ("tests/graded/test_ddpm.py", "src/harness/grade/grading.py"):
+        assert (kata / name).read_text() == (ROOT / name).read_text(), name
+    assert not (kata / "conftest.py").exists() and not (kata / "pytest.ini").exists()
+
+
 @pytest.mark.slow
 def test_retrain_replaces_the_submitted_checkpoint_with_a_run_of_the_submitted_model(tmp_path):
     """The "retrain" setting; the official config is swapped for a short one here, so it takes seconds."""
@@ -300,6 +329,14 @@ class PointModel(torch.nn.Module):
         print("x" * 5_000_000)
         raise RuntimeError("y" * 1_000_000)
 '''
+# CORRECT_SAMPLER, which at import leaves a process behind in its own session, holding every open file (the event
+# pipe included) for a minute.
+HOLDS_THE_PIPE = """import os, time
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(60)
+    os._exit(0)
+""" + CORRECT_SAMPLER
 FLOW_IMPORTS_REFERENCE = "from src.solution.flow import euler_sample, flow_matching_pair  # noqa: F401\n"
 SYNTAX_ERROR = "def sample(model, schedule, shape generator=None):\n    pass\n"
 
@@ -380,6 +417,16 @@ def test_gradescope_a_sampler_that_forges_the_report_scores_zero(gradescope_root
     visible = [t for t in results["tests"] if t["visibility"] == "visible"]
     assert len(visible) == 5 and all("not implemented" in t["output"] for t in visible), visible
     assert "999" not in json.dumps(results)
+
+
+@pytest.mark.slow
+def test_gradescope_a_process_left_holding_the_pipe_does_not_stall_grading(gradescope_root):
+    """Route: a detached process (its own session) that keeps the event pipe open, so the driver would wait out its
+    budget and the hidden tests would never run. The driver stops reading once the child has ended."""
+    begin = time.monotonic()
+    results = _grade(gradescope_root, {"sampler.py": HOLDS_THE_PIPE, "model.py": CORRECT_MODEL})
+    assert time.monotonic() - begin < 200, "the driver waited for the detached process"
+    assert results["score"] == results["max_score"] == 15, results["tests"]
 
 
 @pytest.mark.slow

@@ -56,12 +56,22 @@ def paths(root: Path | None = None) -> dict:
 
 # ------------------------------------------------------------------------------------------ the submission
 
+def submitted_files(folder: Path) -> list[Path]:
+    """The plain files under `folder`, shallowest first: never a symbolic link (to a file or a folder), which could
+    point at the bundle's reference or hidden tests, nor anything under .git."""
+    files = []
+    for directory, subdirectories, names in os.walk(folder):
+        here = Path(directory)
+        subdirectories[:] = [d for d in subdirectories if d != ".git" and not (here / d).is_symlink()]
+        files += [here / name for name in names if (here / name).is_file() and not (here / name).is_symlink()]
+    return sorted(files, key=lambda p: (len(p.relative_to(folder).parts), str(p)))
+
+
 def find_submission(folder: Path) -> dict:
     """{"point_model": path, "model": path, "sampler": path, "flow": path, "checkpoints": {config: path}} of what
-    the student uploaded."""
+    the student uploaded (submitted_files: no symbolic links)."""
     found = {"checkpoints": {}}
-    files = sorted((p for p in folder.rglob("*") if p.is_file() and ".git" not in p.parts),
-                   key=lambda p: (len(p.relative_to(folder).parts), str(p)))
+    files = submitted_files(folder)
     for name, _ in GRADED_FILES:
         candidates = [p for p in files if p.name == f"{name}.py" and "solution" not in p.parts
                       and "tests" not in p.parts]
@@ -214,7 +224,11 @@ class Suite:
                 killed = "timed out" if watch.current is not None else "the autograder's time budget ran out"
                 _kill(child)
                 break
-            if not selector.select(timeout=min(wait, 5.0)):
+            if watch.finished and child.poll() is not None:
+                break  # a process the child left behind may hold the pipe open: nothing it writes counts
+            if not selector.select(timeout=min(wait, 1.0)):
+                if child.poll() is not None:
+                    break  # the child has ended, and what it wrote has been read
                 continue
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
@@ -225,8 +239,9 @@ class Suite:
                     self._record(event, watch)
         selector.close()
         stream.close()
-        if child.poll() is None:
-            _kill(child)
+        _kill(child)  # and every process it started in its session
+        if self.drop:
+            _kill_processes_of(self.drop[0])  # and any that left the session: the user runs nothing else
         child.wait()
         self._settle(watch, killed, first)
 
@@ -292,6 +307,17 @@ def _kill(child) -> None:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _kill_processes_of(uid: int) -> None:
+    """SIGKILL every process of user `uid` (Linux's /proc), e.g. one a submission detached with setsid."""
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            owner = next(line.split()[1] for line in status.read_text().splitlines() if line.startswith("Uid:"))
+            if int(owner) == uid:
+                os.kill(int(status.parent.name), signal.SIGKILL)
+        except (OSError, StopIteration, ValueError):
+            continue
 
 
 # ---------------------------------------------------------------------------------------------- grading
