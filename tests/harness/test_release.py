@@ -261,10 +261,18 @@ def test_retrain_replaces_the_submitted_checkpoint_with_a_run_of_the_submitted_m
     submitted = kata / "outputs" / "fashion_mnist" / "checkpoint.pt"
     submitted.parent.mkdir(parents=True)
     submitted.write_bytes(b"weights trained elsewhere")
-    note = autograder.retrain(kata, sys.executable, None, time.monotonic() + 600, tmp_path / "work")
-    assert "exit status 0" in note, (tmp_path / "work" / "logs" / "retrain.log").read_text()
+    note = autograder.retrain(kata, "fashion_mnist", sys.executable, None, time.monotonic() + 600, tmp_path / "work")
+    assert "exit status 0" in note, (tmp_path / "work" / "logs" / "retrain-fashion_mnist.log").read_text()
     state = load_checkpoint(submitted)
     assert state["step"] == state["total_steps"] and state["model_fingerprint"] == STUDENT.fingerprint(root=kata)
+
+
+def test_retrain_takes_the_runs_a_level_grades(tmp_path):
+    assert autograder.retrained_configs(autograder.DEFAULT_SETTINGS) == []
+    assert autograder.retrained_configs({"retrain": True}) == ["fashion_mnist"]
+    assert autograder.retrained_configs({"retrain": ["moons", "moons_flow"]}) == ["moons", "moons_flow"]
+    with pytest.raises(release.ReleaseError, match="retrain names smoke, which no level grades; choose among moons"):
+        release.build_gradescope(tmp_path / "bundle.zip", settings={"retrain": ["smoke"]})
 
 
 # -------------------------------------------------------------------------------------- Gradescope, end to end

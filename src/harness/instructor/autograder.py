@@ -35,7 +35,7 @@ from src.harness.policy import AUTOGRADED_PARTS
 DEFAULT_SETTINGS = {
     "parts": list(AUTOGRADED_PARTS),  # graded on Gradescope; level3 needs CIFAR-10 data
     "allow_library_models": False,  # True: the student's files may import diffusers (ready-made networks, samplers)
-    "retrain": False,  # True: train the submitted model here (configs/fashion_mnist.yaml) instead of its checkpoint
+    "retrain": [],  # runs (configs) to train here from the submitted code instead of taking its checkpoint
     "time_budget_s": 540,  # the whole grading, under Gradescope's limit; tests not reached by then score 0
     "grace_s": 30,  # beyond a test's own timeout before the child is killed (a hang in C code)
     "hidden_visibility": "after_published",  # the visibility of a hidden test that sets none
@@ -351,8 +351,8 @@ def grade(root: Path | None = None) -> dict:
     notes = [f"submission: {', '.join(sorted(k for k in found if k != 'checkpoints')) or 'no model.py or sampler.py'}"
              f"; checkpoints: {', '.join(found['checkpoints']) or 'none'}",
              "tests run as an unprivileged user" if drop else "tests run as the autograder's own user"]
-    if settings["retrain"]:
-        notes.append(retrain(kata, python, drop, deadline, where["work"]))
+    for config in retrained_configs(settings):
+        notes.append(retrain(kata, config, python, drop, deadline, where["work"]))
     entries, suites, secret = run_suites(kata, where, python, settings, deadline, drop)
     for entry in entries:
         if entry["part"] in zeroed:
@@ -410,24 +410,36 @@ def results_json(entries: list[dict], suites: list, zeroed: dict, notes: list[st
     return results
 
 
-def retrain(kata: Path, python: str, drop, deadline: float, work: Path) -> str:
-    """Train the submitted model at the official budget here (settings: retrain), replacing any submitted checkpoint."""
-    shutil.rmtree(kata / "outputs" / "fashion_mnist", ignore_errors=True)
+def retrained_configs(settings: dict) -> list[str]:
+    """The runs the settings ask to train here: a list of configs whose checkpoints a level grades (`true`, the
+    setting's first form, means Level 1's run, fashion_mnist)."""
+    chosen = ["fashion_mnist"] if settings["retrain"] is True else list(settings["retrain"] or [])
+    unknown = [config for config in chosen if config not in CONFIGS_WITH_CHECKPOINTS]
+    if unknown:
+        raise ValueError(f"the setting retrain names {', '.join(unknown)}, which no level grades; choose among "
+                         f"{', '.join(CONFIGS_WITH_CHECKPOINTS)}")
+    return chosen
+
+
+def retrain(kata: Path, config: str, python: str, drop, deadline: float, work: Path) -> str:
+    """Train the submitted code on configs/<config>.yaml at the official budget here (settings: retrain), replacing
+    any submitted checkpoint of that run."""
+    shutil.rmtree(kata / "outputs" / config, ignore_errors=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KATA_EXTRA", "AUTOGRADER"))}
     kwargs = {"user": drop[0], "group": drop[1], "extra_groups": []} if drop else {}
     if drop:
         (kata / "outputs").mkdir(exist_ok=True)
         os.chown(kata / "outputs", *drop)
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    with open(work / "logs" / "retrain.log", "w") as log:
+    with open(work / "logs" / f"retrain-{config}.log", "w") as log:
         try:
-            done = subprocess.run([python, "main.py", "--config", "configs/fashion_mnist.yaml"], cwd=kata,
+            done = subprocess.run([python, "main.py", "--config", f"configs/{config}.yaml"], cwd=kata,
                                   env=env | {"KATA_PROGRESS": "0", "HOME": str(work)}, stdout=log,
                                   stderr=subprocess.STDOUT, timeout=max(1.0, deadline - time.monotonic() - 120),
                                   start_new_session=True, **kwargs)
-            return f"retrained configs/fashion_mnist.yaml here (exit status {done.returncode})"
+            return f"retrained configs/{config}.yaml here (exit status {done.returncode})"
         except subprocess.TimeoutExpired:
-            return "retraining configs/fashion_mnist.yaml did not finish within the time budget"
+            return f"retraining configs/{config}.yaml did not finish within the time budget"
 
 
 def main() -> int:

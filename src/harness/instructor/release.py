@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from src.harness.instructor.autograder import DEFAULT_SETTINGS
+from src.harness.instructor.autograder import DEFAULT_SETTINGS, retrained_configs
 from src.harness.instructor.manifest import bundle_files, student_files
 from src.harness.paths import ROOT
 from src.harness.run.config import official_config
@@ -184,6 +184,10 @@ def build_gradescope(out_zip: Path, root: Path = ROOT, hidden: Path | None = Non
     unknown = set(settings or {}) - set(DEFAULT_SETTINGS)
     if unknown:
         raise ReleaseError(f"unknown autograder settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
+    try:
+        retrained_configs(DEFAULT_SETTINGS | (settings or {}))
+    except ValueError as err:
+        raise ReleaseError(str(err)) from None
     names = []
     out_zip = Path(out_zip)
     out_zip.parent.mkdir(parents=True, exist_ok=True)
