@@ -440,6 +440,9 @@ def retrain(kata: Path, config: str, python: str, drop, deadline: float, work: P
             return f"retrained configs/{config}.yaml here (exit status {done.returncode})"
         except subprocess.TimeoutExpired:
             return f"retraining configs/{config}.yaml did not finish within the time budget"
+        finally:  # nothing the submitted code started may outlive its training and touch the checkpoint
+            if drop:
+                _kill_processes_of(drop[0])
 
 
 def main() -> int:
