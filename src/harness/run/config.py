@@ -285,9 +285,6 @@ def _check_between_fields(cfg: DictConfig) -> None:
     from src.harness.run.data import DATASETS  # torch-heavy: imported only when needed
     from src.harness.run.quality import EVAL_SAMPLES, classifier_path
 
-    num_train = DATASETS[cfg.data.name].num_train(cfg.data)
-    _check(cfg.data.batch_size <= num_train, "data.batch_size", cfg.data.batch_size,
-           f"at most the {num_train} training samples of {cfg.data.name} (a batch is drawn from them)")
     if DATASETS[cfg.data.name].kind == "points":
         _check(cfg.conditioning.kind == "none", "conditioning.kind", cfg.conditioning.kind,
                "none for 2-D points (class conditioning is for images: src/model.py)")
@@ -296,6 +293,9 @@ def _check_between_fields(cfg: DictConfig) -> None:
             _check(cfg.data[key] >= POINT_EVAL_SAMPLES, f"data.{key}", cfg.data[key],
                    f"at least {POINT_EVAL_SAMPLES}, as the sample-quality score compares {POINT_EVAL_SAMPLES} "
                    "samples with as many training and validation points")
+    num_train = DATASETS[cfg.data.name].num_train(cfg.data)
+    _check(cfg.data.batch_size <= num_train, "data.batch_size", cfg.data.batch_size,
+           f"at most the {num_train} training samples of {cfg.data.name} (a batch is drawn from them)")
     if classifier_path(cfg.data.name).exists():
         _check(cfg.data.num_val >= 2 * EVAL_SAMPLES, "data.num_val", cfg.data.num_val,
                f"at least {2 * EVAL_SAMPLES} for {cfg.data.name}, as the sample-quality score compares "
