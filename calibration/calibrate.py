@@ -42,6 +42,7 @@ from src.harness.run.train import load_checkpoint, train
 GRIDS = ROOT / "calibration" / "grids"
 VERDICTS = ROOT / "calibration" / "verdicts.json"
 BARELY_TRAINED_STEPS = 60
+MEMORISED = 3000  # training images the memoriser stores, as the route in issue #29 did
 PADDING = 2  # pixels between the images of a stored grid
 
 
@@ -74,6 +75,11 @@ def generators(config: str, cfg, data):
     yield "noise", "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     yield "one_class", f"one class repeated (real {data.classes[1]})", _real_of_classes(data, [1])
     yield "few_classes", "mode collapse: three classes (real images)", _real_of_classes(data, [0, 1, 7])
+    if cfg.diffusion.objective == "noise":
+        stored = to_model_range(data.train[torch.randperm(len(data.train), generator=torch.Generator().manual_seed(0))
+                                           [:MEMORISED]])
+        yield ("memorised", f"a memoriser: the exact denoiser of {MEMORISED:,} stored training images",
+               model_samples(Memoriser(stored, objective.schedule)))
     good = reference if reference is not None else held_out_real
     source = "reference samples" if reference is not None else "real images"
     yield "blurred", f"blurred {source} (Gaussian, sigma 1.5)", gaussian_blur(good, kernel_size=7, sigma=1.5)
@@ -82,6 +88,24 @@ def generators(config: str, cfg, data):
     yield ("checkerboard", f"checkerboard artefacts on {source} (amplitude 0.4)",
            (good + 0.4 * checkerboard).clamp(-1, 1))
     yield "wrong_range", f"wrong value range: {source} squeezed into [0, 1]", (good + 1) / 2
+
+
+class Memoriser(torch.nn.Module):
+    """Not a network: the exact noise prediction for data made of `images` alone, (M, C, H, W) in [-1, 1], which the
+    sampler turns into copies of them (a submission that stores training images instead of learning)."""
+
+    def __init__(self, images: torch.Tensor, schedule):
+        super().__init__()
+        self.register_buffer("images", images.flatten(1).float())
+        self.register_buffer("abar", schedule.alphas_cumprod.float())
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            flat, abar = x.flatten(1).float(), self.abar[t].view(-1, 1)
+            # log p(x_t | x_0 = m) = -||x_t - sqrt(abar) m||^2 / (2 (1 - abar)), up to a constant per x_t
+            log_weights = (2 * abar.sqrt() * flat @ self.images.T - abar * self.images.pow(2).sum(1)) / (2 * (1 - abar))
+            x0 = log_weights.softmax(1) @ self.images
+            return ((flat - abar.sqrt() * x0) / (1 - abar).sqrt()).view_as(x).to(x.dtype)
 
 
 def trained_models(config: str, cfg):
@@ -157,10 +181,10 @@ def grader_verdicts(quality: dict, config: str) -> dict:
     return verdicts
 
 
-def score_grid(config: str, key: str, real: torch.Tensor, classes: list[str]) -> dict:
+def score_grid(config: str, key: str, real: torch.Tensor, classes: list[str], train: torch.Tensor) -> dict:
     channels, size = real.shape[1:3]
     return sample_quality(load_samples(GRIDS / config / f"{key}.png", channels, size), real,
-                          official_config(config).data.name, classes)
+                          official_config(config).data.name, classes, train)
 
 
 def calibration_table(config: str, overrides: list[str] = (), rescore: bool = False) -> str:
@@ -175,16 +199,16 @@ def calibration_table(config: str, overrides: list[str] = (), rescore: bool = Fa
         for key, description, images in generators(config, cfg, data):
             save_samples(images, GRIDS / config / f"{key}.png")
             drawn.append((key, description))
-    rows = ["| generator | classes covered | FD / real-vs-real | edges / real | mean confidence "
+    rows = ["| generator | classes covered | FD / real-vs-real | edges / real | copies | mean confidence "
             "| recognisable: person, grader | as good as the reference: person, grader |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, description in drawn:
-        q = score_grid(config, key, real, data.classes)
+        q = score_grid(config, key, real, data.classes, data.train)
         person, grader = verdicts.get(key, {}), grader_verdicts(q, config)
         cells = [f"{person.get(bar, '?')}, {grader[bar]}" if bar in grader else "-"
                  for bar in ("recognisable", "as_good_as_reference")]
         rows.append(f"| {description} | {q['classes_covered']} | {fd_ratio(q):.1f} | {edge_ratio(q):.2f} | "
-                    f"{q['mean_confidence']:.2f} | {cells[0]} | {cells[1]} |")
+                    f"{q['copy_ratio']:.2f} | {q['mean_confidence']:.2f} | {cells[0]} | {cells[1]} |")
         print(rows[-1], flush=True)
     return "\n".join(rows)
 

@@ -172,7 +172,7 @@ def run_quality(config: str, model, run_cfg) -> dict:
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
     return evaluate(model, make_objective(run_cfg.diffusion), to_model_range(data.val), official.data.name,
-                    data.classes, Runtime.choose("cpu", official.training.precision).autocast)
+                    data.classes, Runtime.choose("cpu", official.training.precision).autocast, data.train)
 
 
 @lru_cache(maxsize=2)

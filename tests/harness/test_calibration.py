@@ -35,7 +35,7 @@ def real_images():
     def load(dataset):
         if dataset not in cache:
             data = shared_data(dataset)
-            cache[dataset] = to_model_range(data.val), data.classes
+            cache[dataset] = to_model_range(data.val), data.classes, data.train
         return cache[dataset]
 
     return load
@@ -52,9 +52,9 @@ def test_every_recorded_verdict_has_its_grid():
 
 @pytest.mark.parametrize("config, dataset, key", list(_cases()))
 def test_grader_agrees_with_the_person(real_images, config, dataset, key):
-    real, classes = real_images(dataset)
+    real, classes, train = real_images(dataset)
     person = human_verdicts(config)[key]
-    grader = grader_verdicts(score_grid(config, key, real, classes), config)
+    grader = grader_verdicts(score_grid(config, key, real, classes, train), config)
     for bar, verdict in grader.items():
         assert verdict == person[bar], f"{config}/{key}, {bar}: a person says {person[bar]}, the grader {verdict}"
 

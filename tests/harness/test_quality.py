@@ -1,15 +1,20 @@
 """Sample-quality metrics: the Frechet distance, the shipped classifiers, and verdicts on known image sets."""
 
 import json
+from contextlib import nullcontext
 
 import pytest
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
+from calibration.calibrate import Memoriser
 from src.harness.policy import EVAL_SAMPLES, THRESHOLDS
 from src.harness.run.data import to_model_range
-from src.harness.run.quality import (CLASSIFIERS, classifier_card, classifier_path, edge_ratio, fd_ratio,
-                                 frechet_distance, judge, load_classifier, sample_quality)
+from src.harness.run.objective import NoisePrediction
+from src.harness.run.quality import (CLASSIFIERS, classifier_card, classifier_path, copy_ratio, edge_ratio, evaluate,
+                                     fd_ratio, frechet_distance, judge, load_classifier, nearest_distances,
+                                     sample_quality)
+from src.harness.run.schedule import NoiseSchedule
 from tests.graded.runs import REFERENCE_SCORES
 from tests.harness.helpers import SHARED_FOLDERS, shared_data
 
@@ -52,6 +57,36 @@ def test_verdicts_on_known_image_sets(dataset):
     quality = sample_quality(real[2 * n:3 * n], real, dataset, data.classes)
     assert quality == sample_quality(real[2 * n:3 * n], real, dataset, data.classes), "deterministic"
     assert sum(quality["class_histogram"].values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_copy_ratio_is_near_zero_for_copies_and_near_one_for_new_images():
+    draw = torch.Generator().manual_seed(0)
+    train = torch.randint(0, 256, (2000, 1, 8, 8), generator=draw, dtype=torch.uint8)
+    held_out = torch.randint(0, 256, (256, 1, 8, 8), generator=draw, dtype=torch.uint8).float() / 127.5 - 1
+    new = torch.randint(0, 256, (256, 1, 8, 8), generator=draw, dtype=torch.uint8).float() / 127.5 - 1
+    copies = train[:256].float() / 127.5 - 1
+    assert copy_ratio(copies, held_out, train) < 0.01
+    assert copy_ratio(new, held_out, train) == pytest.approx(1, abs=0.1)
+    assert nearest_distances(copies + 0.1, train).max() == pytest.approx(0.1, abs=1e-5), "RMS distance, in pixels"
+
+
+@pytest.mark.parametrize("bars", sorted(bars for bars, limits in THRESHOLDS.items() if "copy_ratio" in limits))
+def test_copies_of_training_images_fail_whatever_else_they_score(bars):
+    quality = json.loads(REFERENCE_SCORES.read_text())["fashion_mnist"]["quality"] | {"copy_ratio": 0.0}
+    reasons = judge(quality, bars)
+    assert any("copies of training images" in reason for reason in reasons), reasons
+
+
+def test_a_memoriser_draws_copies_that_fail(tmp_path):
+    """The route of a submission that stores 3,000 training images and returns the exact denoiser of that set: its
+    samples look real (the other bars pass them) and are caught as copies."""
+    data = shared_data("fashion_mnist")
+    stored = to_model_range(data.train[:3000])
+    objective = NoisePrediction(NoiseSchedule(1000))
+    quality = evaluate(Memoriser(stored, objective.schedule), objective, to_model_range(data.val), "fashion_mnist",
+                       data.classes, nullcontext, data.train, num_samples=64)
+    reasons = judge(quality, "fashion_mnist")
+    assert quality["copy_ratio"] < 0.01 and len(reasons) == 1 and "copies of training images" in reasons[0], reasons
 
 
 @pytest.mark.parametrize("dataset", sorted(d for d, limits in THRESHOLDS.items() if "fd_ratio" in limits))

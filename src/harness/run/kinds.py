@@ -48,13 +48,14 @@ class Images:
     @staticmethod
     def score(cfg, model, objective, train, val, classes, autocast) -> tuple[dict, str] | None:
         """(quality, one line) for a run of `cfg` on a dataset with a shipped classifier, None for the others.
-        train: the stored training set (unused: images are scored against `val`, (N, C, H, W) in [-1, 1])."""
+        train: the stored training set, (M, C, H, W) uint8, against which samples must not be copies; val: the
+        held-out images, (N, C, H, W) in [-1, 1], that samples are scored against."""
         from src.harness.policy import bars_of
         from src.harness.run.quality import classifier_path, describe_quality, evaluate
 
         if not classifier_path(cfg.data.name).exists():
             return None
-        quality = evaluate(model, objective, val, cfg.data.name, classes, autocast)
+        quality = evaluate(model, objective, val, cfg.data.name, classes, autocast, train)
         return quality, describe_quality(quality, bars_of(cfg))
 
 

@@ -4,14 +4,17 @@ The classes it sees say whether samples cover the data; the Frechet distance bet
 and generated images says whether they look like the data (FID's recipe with a domain classifier in
 place of Inception, which is poorly calibrated on 28-pixel greyscale images); the strength of the edges
 between neighbouring pixels, beside that of real images, catches blur, noise and patterns that the
-classifier overlooks.
+classifier overlooks; and the distance of each sample to its nearest training image, beside that of held-out real
+images, catches a "model" that returns stored training images instead of generating.
 """
 
 import hashlib
 import json
+import weakref
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from src.harness.paths import ROOT
@@ -105,8 +108,53 @@ def edge_strength(images: torch.Tensor) -> float:
     return ((horizontal + vertical) / 2).item()
 
 
-def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, classes: list[str]) -> dict:
-    """Recognisability of `samples` and their Frechet distance to `real` images, both (N, C, H, W) in [-1, 1].
+def nearest_distances(images: torch.Tensor, train: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+    """(N,) root-mean-square distance from each of `images` (N, C, H, W) to its nearest of `train` (M, C, H, W), both
+    in [-1, 1] (or `train` as stored, uint8), measured on 2x2 averages of pixels: a copy is at 0 all the same, and
+    the search costs a quarter."""
+    flat, pooled = F.avg_pool2d(images.float(), 2).flatten(1), _pooled(train, chunk)
+    best = torch.cat([torch.cdist(flat, pooled[start:start + chunk]).min(1, keepdim=True).values
+                      for start in range(0, len(pooled), chunk)], 1).min(1).values
+    return best / flat.shape[1] ** 0.5
+
+
+_POOLED: list = [None, None]  # [a weak reference to the last training set, its 2x2 averages]: each run has one
+
+
+def _pooled(train: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(M, C * H * W / 4) float: `train`'s images in [-1, 1], averaged over 2x2 pixels; kept for the next call."""
+    if _POOLED[0] is None or _POOLED[0]() is not train:
+        blocks = [train[start:start + chunk].float() for start in range(0, len(train), chunk)]
+        _POOLED[:] = weakref.ref(train), torch.cat([F.avg_pool2d(block / 127.5 - 1 if train.dtype == torch.uint8
+                                                                 else block, 2).flatten(1) for block in blocks])
+    return _POOLED[1]
+
+
+def copy_ratio(samples: torch.Tensor, held_out: torch.Tensor, train: torch.Tensor) -> float:
+    """How near the samples sit to the training set, in units of how near held-out real images sit: the median
+    distance to the nearest training image of the samples / that of `held_out` (real images outside `train`).
+    Near 1 (or above) for a model that generates; near 0 for one that returns training images."""
+    return (nearest_distances(samples, train).median() / _held_out_distance(held_out, train)).item()
+
+
+_HELD_OUT: dict[tuple[str, int], torch.Tensor] = {}  # (digest of the held-out images, len(train)) -> their median
+
+
+def _held_out_distance(held_out: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    """The median of nearest_distances(held_out, train), remembered by the images' content (the calibration and
+    the graded tests measure many sample sets against the same real images)."""
+    key = (hashlib.sha256(held_out.float().cpu().contiguous().numpy().tobytes()).hexdigest(), len(train))
+    if key not in _HELD_OUT:
+        if len(_HELD_OUT) >= 4:
+            _HELD_OUT.pop(next(iter(_HELD_OUT)))
+        _HELD_OUT[key] = nearest_distances(held_out, train).median()
+    return _HELD_OUT[key]
+
+
+def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, classes: list[str],
+                   train: torch.Tensor | None = None) -> dict:
+    """Recognisability of `samples` and their Frechet distance to `real` images, both (N, C, H, W) in [-1, 1]; with
+    the `train` images, also how near the samples sit to them (copy_ratio).
 
     `real` needs at least 2N images: the distance is also measured between two disjoint sets of N real
     images (real_vs_real_fd), which is what a perfect generator would score at this N.
@@ -127,7 +175,7 @@ def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, clas
         "real_vs_real_fd": frechet_distance(real_features[n:2 * n], real_features[:n]),
         "edge_strength": edge_strength(samples),
         "real_edge_strength": edge_strength(real[:2 * n]),
-    }
+    } | ({"copy_ratio": copy_ratio(samples, real[:n], train)} if train is not None else {})
 
 
 _REAL_FEATURES: dict[tuple[str, str], torch.Tensor] = {}  # (dataset, digest of the images) -> their features
@@ -145,11 +193,11 @@ def _real_features(classifier: Classifier, dataset: str, real: torch.Tensor) -> 
 
 
 def evaluate(model, objective, real: torch.Tensor, dataset: str, classes: list[str], autocast,
-             num_samples: int = EVAL_SAMPLES, seed: int = 0) -> dict:
+             train: torch.Tensor | None = None, num_samples: int = EVAL_SAMPLES, seed: int = 0) -> dict:
     """Draw `num_samples` images with the objective's fast sampler from a fixed seed and score them against `real`
-    (N, C, H, W) in [-1, 1]."""
+    (N, C, H, W) in [-1, 1] (and against the `train` images, for copies)."""
     samples = evaluation_samples(model, objective, (num_samples, *real.shape[1:]), autocast, seed)
-    return sample_quality(samples, real, dataset, classes)
+    return sample_quality(samples, real, dataset, classes, train)
 
 
 def evaluation_samples(model, objective, shape: tuple[int, ...], autocast, seed: int = 0) -> torch.Tensor:
@@ -175,6 +223,10 @@ def judge(quality: dict, bars: str) -> list[str]:
     """The reasons the samples do not count as recognisable by THRESHOLDS[bars] (policy.bars_of names the entry of
     a run); an empty list means they pass."""
     limits, reasons = THRESHOLDS[bars], []
+    if "copy_ratio" in limits and quality.get("copy_ratio", 1.0) < limits["copy_ratio"]:
+        reasons.append(f"your samples are copies of training images: their nearest training image is "
+                       f"{quality['copy_ratio']:.2f}x as far as a held-out real image's (needs at least "
+                       f"{limits['copy_ratio']:g}x); the model must learn to generate images, not store them")
     if quality["classes_covered"] < limits["classes_covered"]:
         reasons.append(f"your samples cover {quality['classes_covered']} of {len(quality['class_histogram'])} classes "
                        f"(needs {limits['classes_covered']}): the model draws too few kinds of image")
@@ -215,5 +267,6 @@ def describe_quality(quality: dict, bars: str) -> str:
         verdict = "recognisable, and as close to the data as the reference's"
     return (f"Sample quality ({quality['num_samples']} samples): {quality['classes_covered']} classes covered, "
             f"FD {quality['fd']:.2f} = {fd_ratio(quality):.1f}x real vs real ({quality['real_vs_real_fd']:.2f}), "
-            f"edges {edge_ratio(quality):.2f}x real images'; mean confidence {quality['mean_confidence']:.2f}. "
-            f"Verdict: {verdict}")
+            f"edges {edge_ratio(quality):.2f}x real images'"
+            + (f", copies {quality['copy_ratio']:.2f}x" if "copy_ratio" in quality else "")
+            + f"; mean confidence {quality['mean_confidence']:.2f}. Verdict: {verdict}")
