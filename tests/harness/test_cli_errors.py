@@ -18,7 +18,7 @@ from src.harness.paths import ROOT
 from src.harness.run import data
 from src.harness.run.cli import main
 from src.harness.run.data import DataError
-from src.harness.run.train import load_checkpoint
+from src.harness.run.train import load_checkpoint, save_checkpoint
 from tests.harness.helpers import QUICK, SMOKE, one_line_error
 
 STUDENT_SMOKE = ["--config", SMOKE[1]]  # the smoke run with the student's code
@@ -128,22 +128,21 @@ def test_sigterm_outside_training_is_one_line(tmp_path, capsys, monkeypatch):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "main() gives the handler back"
 
 
-@pytest.mark.slow
-def test_sigterm_during_training_saves_a_checkpoint(tmp_path):
-    out = tmp_path / "smoke-solution"
-    process = subprocess.Popen([sys.executable, "main.py", *SMOKE, f"output.root={tmp_path}",
-                                "training.checkpoint_every=2", "training.preview_every=0"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "KATA_PROGRESS": "0"})
-    while not (out / "checkpoint.pt").exists() and process.poll() is None:
-        time.sleep(0.1)
-    process.terminate()
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130 and "Traceback" not in stderr, stderr
-    step = load_checkpoint(out / "checkpoint.pt")["step"]
-    assert "SIGTERM: finishing this step and saving a checkpoint" in stdout
+def test_sigterm_during_training_saves_a_checkpoint(tmp_path, capsys, monkeypatch):
+    """`kill` (or a scheduler) sends SIGTERM just after the first checkpoint: the run stops as Ctrl-C stops it."""
+    def save_then_terminate(path, state):
+        save_checkpoint(path, state)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr("src.harness.run.train.save_checkpoint", save_then_terminate)
+    assert main([*SMOKE, f"output.root={tmp_path}", "training.checkpoint_every=2", "training.preview_every=0",
+                 "training.eval_every=0"]) == 130
+    stdout = capsys.readouterr().out
+    step = load_checkpoint(tmp_path / "smoke-solution" / "checkpoint.pt")["step"]
+    assert "SIGTERM: finishing this step and saving a checkpoint" in stdout and step < 128
     assert stdout.strip().splitlines()[-1] == (f"Stopped; the checkpoint holds step {step}. "
                                                "Continue with the same command plus --resume.")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_ctrl_c_while_starting_is_one_line(tmp_path):

@@ -396,9 +396,13 @@ def _by_name(results):
 
 
 @pytest.mark.slow
-def test_gradescope_correct_sampler_earns_every_level4_point(gradescope_root):
-    results = _grade(gradescope_root, {"src/model.py": CORRECT_MODEL, "src/sampler.py": CORRECT_SAMPLER,
+def test_gradescope_correct_sampler_earns_every_level4_point_and_nothing_it_leaves_stalls_grading(gradescope_root):
+    """Also the route of a detached process (its own session) that keeps the event pipe open, so the driver would
+    wait out its budget and the hidden tests would never run: the driver stops reading once the child has ended."""
+    begin = time.monotonic()
+    results = _grade(gradescope_root, {"src/model.py": CORRECT_MODEL, "src/sampler.py": HOLDS_THE_PIPE,
                                        "README.md": "a whole repository"})
+    assert time.monotonic() - begin < 200, "the driver waited for the detached process"
     assert results["score"] == results["max_score"] == 12 + 3, results["tests"]
     hidden = _by_name(results)["test_hidden_batch_of_seven"]
     assert hidden["visibility"] == "after_published" and hidden["score"] == 3
@@ -425,16 +429,6 @@ def test_gradescope_a_sampler_that_forges_the_report_scores_zero(gradescope_root
     visible = [t for t in results["tests"] if t["visibility"] == "visible"]
     assert len(visible) == 5 and all("not implemented" in t["output"] for t in visible), visible
     assert "999" not in json.dumps(results)
-
-
-@pytest.mark.slow
-def test_gradescope_a_process_left_holding_the_pipe_does_not_stall_grading(gradescope_root):
-    """Route: a detached process (its own session) that keeps the event pipe open, so the driver would wait out its
-    budget and the hidden tests would never run. The driver stops reading once the child has ended."""
-    begin = time.monotonic()
-    results = _grade(gradescope_root, {"sampler.py": HOLDS_THE_PIPE, "model.py": CORRECT_MODEL})
-    assert time.monotonic() - begin < 200, "the driver waited for the detached process"
-    assert results["score"] == results["max_score"] == 15, results["tests"]
 
 
 @pytest.mark.slow
