@@ -86,6 +86,7 @@ def test_a_flow_matching_run_trains_on_the_same_harness(tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["budget"]["diffusion.objective"] == "flow"
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_stub_flow_is_caught_before_training(tmp_path):
     kata = kata_copy(tmp_path)  # the repository's src/flow.py: the stub
     result = run_main(kata, "--config", "configs/moons_flow.yaml", "--solution", "--custom-sampler")
@@ -102,6 +103,7 @@ def test_stub_model_prints_one_friendly_message(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_stub_sampler_is_caught_before_training(tmp_path):
     kata = kata_copy(tmp_path, model=ONE_CONV, sampler=STUB_SAMPLER)
     result = run_main(kata, "--config", "configs/smoke.yaml", "--custom-sampler")
@@ -110,6 +112,7 @@ def test_stub_sampler_is_caught_before_training(tmp_path):
     assert "Training" not in result.stdout
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_stub_ddim_is_caught_before_training(tmp_path):
     kata = kata_copy(tmp_path, model=ONE_CONV)  # src/sampler.py: the stub
     result = run_main(kata, "--config", "configs/smoke.yaml", "sampling.sampler=ddim")
@@ -125,6 +128,7 @@ def test_syntax_error_in_student_file_names_file_and_line(tmp_path):
     assert "src/model.py, line 2: SyntaxError" in result.stderr
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_error_inside_student_forward_points_at_the_line(tmp_path):
     kata = kata_copy(tmp_path, model=model_with_conv("torch.nn.Conv2d(in_channels + 1, in_channels, 3, padding=1)"))
     result = run_main(kata, "--config", "configs/smoke.yaml")
@@ -132,6 +136,7 @@ def test_error_inside_student_forward_points_at_the_line(tmp_path):
     assert "RuntimeError at src/model.py:7" in result.stderr and "--traceback" in result.stderr
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_wrong_output_shape_is_one_line(tmp_path):
     kata = kata_copy(tmp_path, model=model_with_conv("torch.nn.Conv2d(in_channels, 3, 3)"))
     result = run_main(kata, "--config", "configs/smoke.yaml")
@@ -225,6 +230,7 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, flag):
     assert _contents(out) == {"checkpoint.pt": b"PK\x03\x04 half a zip file"}
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_a_model_that_returns_a_tuple_is_one_line(tmp_path):
     kata = kata_copy(tmp_path, model=ONE_CONV.replace("return self.conv(x)", "return self.conv(x), t"))
     result = run_main(kata, "--config", "configs/smoke.yaml")

@@ -54,6 +54,7 @@ def test_recorded_runs_hold_only_what_grading_needs(config):
     assert os.path.getsize(reference_run_path(config)) < 8e6
 
 
+@pytest.mark.slow  # evaluates a recorded run on 1,000 validation images
 def test_recorded_validation_loss_is_the_recorded_runs():
     """Level 2 in the student release compares with this number: it must be the recorded run's own."""
     try:

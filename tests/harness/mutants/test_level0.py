@@ -90,6 +90,7 @@ def test_point_model_mutant_is_caught(mutant, graded_test, params, reason):
         graded_test(point_model_class=mutant, **params)
 
 
+@pytest.mark.slow  # trains a point model at the official budget
 def test_a_linear_point_model_fails_level0(monkeypatch):
     """Trained at the official budget of configs/moons.yaml (seconds), its samples are a cloud, not the moons."""
     torch.manual_seed(0)
