@@ -134,21 +134,23 @@ def copy_ratio(samples: torch.Tensor, held_out: torch.Tensor, train: torch.Tenso
     """How near the samples sit to the training set, in units of how near held-out real images sit: the median
     distance to the nearest training image of the samples / that of `held_out` (real images outside `train`).
     Near 1 (or above) for a model that generates; near 0 for one that returns training images."""
-    return (nearest_distances(samples, train).median() / _held_out_distance(held_out, train)).item()
+    held_out_distance = _remembered(("nearest training image", len(train)), held_out,
+                                    lambda: nearest_distances(held_out, train).median())
+    return (nearest_distances(samples, train).median() / held_out_distance).item()
 
 
-_HELD_OUT: dict[tuple[str, int], torch.Tensor] = {}  # (digest of the held-out images, len(train)) -> their median
+_REMEMBERED: dict[tuple, torch.Tensor] = {}  # (what, ..., digest of the images) -> the result, the last eight
 
 
-def _held_out_distance(held_out: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
-    """The median of nearest_distances(held_out, train), remembered by the images' content (the calibration and
-    the graded tests measure many sample sets against the same real images)."""
-    key = (hashlib.sha256(held_out.float().cpu().contiguous().numpy().tobytes()).hexdigest(), len(train))
-    if key not in _HELD_OUT:
-        if len(_HELD_OUT) >= 4:
-            _HELD_OUT.pop(next(iter(_HELD_OUT)))
-        _HELD_OUT[key] = nearest_distances(held_out, train).median()
-    return _HELD_OUT[key]
+def _remembered(what: tuple, images: torch.Tensor, compute) -> torch.Tensor:
+    """compute(), remembered by `what` and the content of `images`: the calibration and the graded tests score many
+    sample sets against the same real images (the calibration dozens), which are then measured once."""
+    key = (*what, hashlib.sha256(images.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest())
+    if key not in _REMEMBERED:
+        if len(_REMEMBERED) >= 8:
+            _REMEMBERED.pop(next(iter(_REMEMBERED)))
+        _REMEMBERED[key] = compute()
+    return _REMEMBERED[key]
 
 
 def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, classes: list[str],
@@ -162,7 +164,7 @@ def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, clas
     n = len(samples)
     classifier = load_classifier(dataset)
     probabilities, sample_features = classify(classifier, samples)
-    real_features = _real_features(classifier, dataset, real[:2 * n])
+    real_features = _remembered(("features", dataset), real[:2 * n], lambda: classify(classifier, real[:2 * n])[1])
     confidence, predicted = probabilities.max(-1)
     histogram = torch.bincount(predicted, minlength=len(classes)) / n
     return {
@@ -176,20 +178,6 @@ def sample_quality(samples: torch.Tensor, real: torch.Tensor, dataset: str, clas
         "edge_strength": edge_strength(samples),
         "real_edge_strength": edge_strength(real[:2 * n]),
     } | ({"copy_ratio": copy_ratio(samples, real[:n], train)} if train is not None else {})
-
-
-_REAL_FEATURES: dict[tuple[str, str], torch.Tensor] = {}  # (dataset, digest of the images) -> their features
-
-
-def _real_features(classifier: Classifier, dataset: str, real: torch.Tensor) -> torch.Tensor:
-    """The classifier's features of `real`, remembered by the images' content: scoring many sample sets against the
-    same real images (the calibration scores dozens) classifies them once."""
-    key = (dataset, hashlib.sha256(real.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest())
-    if key not in _REAL_FEATURES:
-        if len(_REAL_FEATURES) >= 4:
-            _REAL_FEATURES.pop(next(iter(_REAL_FEATURES)))
-        _REAL_FEATURES[key] = classify(classifier, real)[1]
-    return _REAL_FEATURES[key]
 
 
 def evaluate(model, objective, real: torch.Tensor, dataset: str, classes: list[str], autocast,
