@@ -150,6 +150,14 @@ def test_a_damaged_checkpoint_is_one_clear_line(monkeypatch, tmp_path, raw):
         runs.trained_model("fashion_mnist", SmallNet, source=STUDENT)
 
 
+@pytest.mark.parametrize("state", [pytest.param({"weights": torch.zeros(3)}, id="other-dict"),
+                                   pytest.param({"step": 1, "ema": {}}, id="no-config")])
+def test_a_file_that_is_no_run_of_main_py_is_one_clear_line(monkeypatch, tmp_path, state):
+    _graded_checkpoint(monkeypatch, tmp_path, state)
+    with pytest.raises(pytest.fail.Exception, match="is not a checkpoint written by main.py; delete it"):
+        runs.trained_model("fashion_mnist", SmallNet, source=STUDENT)
+
+
 def test_a_truncated_checkpoint_is_one_clear_line(monkeypatch, tmp_path):
     save_checkpoint(tmp_path / "full.pt", {"weights": torch.zeros(10_000)})
     _graded_checkpoint(monkeypatch, tmp_path, raw=(tmp_path / "full.pt").read_bytes()[:20_000])

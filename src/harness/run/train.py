@@ -38,6 +38,10 @@ class CheckpointError(Exception):
     """A checkpoint cannot be written, read, or loaded into the model; the message says what to do."""
 
 
+class NotACheckpointError(CheckpointError):
+    """A file that loads, but holds no run of main.py's (a bare tensor, a dict of other things)."""
+
+
 class ResumeMismatchError(ValueError):
     """--resume was asked to continue a run with a different budget or different code."""
 
@@ -127,7 +131,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a readable checkpoint, it is truncated or damaged ({_first_line(err)}): "
                               "train the run again with --overwrite") from None
     if not isinstance(state, dict) or not {"step", "ema"} <= state.keys():
-        raise CheckpointError(f"{path} is not a checkpoint written by main.py (it holds a {type(state).__name__} "
+        raise NotACheckpointError(f"{path} is not a checkpoint written by main.py (it holds a {type(state).__name__} "
                               "without a step and EMA weights): train the run again with --overwrite")
     return state
 
