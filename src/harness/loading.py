@@ -28,7 +28,10 @@ NO_REFERENCE = ("this copy of the kata has no reference solution (src/solution/ 
 
 def reference_available() -> bool:
     """Whether src/solution/ (the reference model and sampler) is part of this copy: the instructor's, not a student's."""
-    return (ROOT / "src" / "solution" / "model.py").is_file() and (ROOT / "src" / "solution" / "sampler.py").is_file()
+    try:
+        return all((ROOT / "src" / "solution" / f"{name}.py").is_file() for name in ("model", "sampler"))
+    except PermissionError:  # the autograder's copy, readable by the grader only
+        return False
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Fake models that the graded sampler tests drive a student's samplers with, the fixed runs whose traces the
-reference's are compared on, and `jittered`, which the model tests probe a student's network with.
+"""Fake models that the graded sampler tests drive a student's samplers with, and the fixed runs whose traces the
+reference's are compared on.
 
 Shared with the harness's own tests and tests/graded/record.py. Shipped to students with the graded tests
 (tests/graded/), so it holds nothing of the reference.
@@ -8,15 +8,6 @@ Shared with the harness's own tests and tests/graded/record.py. Shipped to stude
 import torch
 
 from src.harness.run.schedule import NoiseSchedule
-
-
-def jittered(model):
-    """The model in eval mode with every weight nudged by noise, so zero-initialised layers cannot hide a dependency."""
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * (0.02 + 0.1 * p.abs().mean()))
-    return model.eval()
 
 
 class RecordingModel(torch.nn.Module):

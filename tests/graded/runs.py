@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from src.harness.levels import trained_runs
-from src.harness.loading import REFERENCE, STUDENT, CodeSource
+from src.harness.loading import REFERENCE, CodeSource
 from src.harness.paths import ROOT
 from src.harness.policy import bars_of
 from src.harness.run.conditioning import conditioning_of
@@ -160,40 +160,40 @@ def reference_validation_loss() -> float:
 
 
 @lru_cache(maxsize=1)
-def student_validation_loss(model_class) -> float:
+def student_validation_loss(model_class, source: CodeSource) -> float:
     """Of the student's Fashion-MNIST run, loaded into `model_class` (src/model.py's DiffusionModel)."""
-    return fashion_mnist_validation_loss(*trained_model("fashion_mnist", model_class, STUDENT))
+    return fashion_mnist_validation_loss(*trained_model("fashion_mnist", model_class, source))
 
 
 # ------------------------------------------------------------------- sample quality (Levels 1, 3 and 7)
 
-def run_quality(config: str, model, run_cfg) -> dict:
+def run_quality(config: str, model, run_cfg, source: CodeSource) -> dict:
     """The evaluation main.py prints, recomputed from a run's EMA model: 256 samples of the harness's sampler from a
-    fixed seed."""
+    fixed seed (with `source`'s flow matching line, for a flow run)."""
     official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
-    return evaluate(model, make_objective(run_cfg.diffusion), to_model_range(data.val), official.data.name,
+    return evaluate(model, make_objective(run_cfg.diffusion, source=source), to_model_range(data.val), official.data.name,
                     data.classes, Runtime.choose("cpu", official.training.precision).autocast, data.train)
 
 
 @lru_cache(maxsize=2)
 def reference_quality(config: str) -> dict:
     """Of the reference's run of `config`: evaluated once a session, shared by the tests that judge it."""
-    return run_quality(config, *reference_model(config))
+    return run_quality(config, *reference_model(config), REFERENCE)
 
 
 @lru_cache(maxsize=2)
-def student_quality(config: str, model_class) -> dict:
+def student_quality(config: str, model_class, source: CodeSource) -> dict:
     """Of the student's run of `config`, loaded into `model_class` (src/model.py's DiffusionModel)."""
-    return run_quality(config, *trained_model(config, model_class, STUDENT))
+    return run_quality(config, *trained_model(config, model_class, source), source)
 
 
 def assert_samples_pass(judgement, config: str, model_class, source: CodeSource,
                         hint: str = "the network, see the README's Level 1 chapter") -> None:
     """Fail with the judgement's reasons (quality.judge or judge_against_reference, at the bars of `config`) and
     what helps: `hint`."""
-    quality = reference_quality(config) if source.reference else student_quality(config, model_class)
+    quality = reference_quality(config) if source.reference else student_quality(config, model_class, source)
     reasons = judgement(quality, bars_of(official_config(config)))
     assert not reasons, "; ".join(reasons) + (
         f" (the budget is fixed: what helps is {hint}; then rerun `{command(config, source)} --overwrite`)")

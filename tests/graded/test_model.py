@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from src.harness.grade.probes import gradients, jittered, size
 from src.harness.loading import REFERENCE
 from src.harness.policy import PARAMETER_BUDGET  # your model may have at most this many times the reference's
 from src.harness.run.config import official_config
 from src.harness.run.kinds import build_model
-from tests.graded.fakes import jittered
 from tests.graded.recorded import Recording
 
 pytestmark = pytest.mark.basics
@@ -85,28 +85,26 @@ def test_output_is_finite(model_class):
 
 @pytest.mark.points(2)
 def test_gradients_reach_the_parameters(model_class):
-    model = model_class(1, 28).train()
     x, t = _inputs(1, 28, 4)
-    out = model(x, t)
-    assert out.requires_grad, ("no gradient reaches the parameters: the output is cut off from them "
-                               "(a .detach(), .item(), .numpy() or torch.no_grad() inside forward?)")
-    out.pow(2).mean().backward()
-    parameters = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    assert parameters, "your model has no trainable parameters (build layers in __init__ as attributes)"
-    missing = [name for name, p in parameters if p.grad is None]
-    assert not missing, f"no gradient reaches {missing[:3]}: is the output detached, or a layer unused?"
-    assert all(torch.isfinite(p.grad).all() for _, p in parameters), "NaN or inf in the gradients"
-    assert sum(p.grad.abs().sum().item() for _, p in parameters) > 0, "all gradients are zero"
+    report = gradients(model_class(1, 28), x, t)
+    assert report["trainable"], "your model has no trainable parameters (build layers in __init__ as attributes)"
+    assert report["attached"], ("no gradient reaches the parameters: the output is cut off from them "
+                                "(a .detach(), .item(), .numpy() or torch.no_grad() inside forward?)")
+    assert not report["missing"], f"no gradient reaches {report['missing'][:3]}: is the output detached, or a layer unused?"
+    assert report["finite"], "NaN or inf in the gradients"
+    assert report["total"] > 0, "all gradients are zero"
 
 
 @pytest.mark.points(1)
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_parameter_budget(model_class, dataset):
-    channels, size = DATASETS[dataset]
+    channels, size_ = DATASETS[dataset]
     budget = PARAMETER_BUDGET * RECORDING.values()["parameters"][dataset]
-    count = sum(p.numel() for p in model_class(channels, size).parameters())
-    assert count <= budget, (f"your model has {count / 1e6:.1f} M parameters for {dataset}; the budget is "
-                             f"{budget / 1e6:.1f} M ({PARAMETER_BUDGET}x the reference): make it smaller")
+    counted = size(model_class(channels, size_))
+    count = counted["parameters"] + counted["held"]
+    held = f", {counted['held'] / 1e6:.1f} M of them in tensors it holds besides its parameters" if counted["held"] else ""
+    assert count <= budget, (f"your model has {count / 1e6:.1f} M numbers for {dataset}{held}; the budget is "
+                             f"{budget / 1e6:.1f} M ({PARAMETER_BUDGET}x the reference's parameters): make it smaller")
 
 
 @pytest.mark.points(1)

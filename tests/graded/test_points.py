@@ -5,11 +5,11 @@ from contextlib import nullcontext
 import pytest
 import torch
 
+from src.harness.grade.probes import gradients, jittered
 from src.harness.run.config import official_config
 from src.harness.run.data import load_data
 from src.harness.run.objective import make_objective
 from src.harness.run.points import evaluation_points, judge_points, point_quality
-from tests.graded.fakes import jittered
 from tests.graded.runs import command, trained_model
 
 pytestmark = pytest.mark.level0
@@ -87,14 +87,11 @@ def test_each_point_is_denoised_on_its_own(point_model_class):
 
 @pytest.mark.points(1)
 def test_gradients_reach_the_parameters(point_model_class):
-    model = point_model_class(2).train()
     x, t = _inputs(4)
-    out = model(x, t)
-    assert out.requires_grad, ("no gradient reaches the parameters: the output is cut off from them "
-                               "(a .detach(), .item() or torch.no_grad() inside forward?)")
-    out.pow(2).mean().backward()
-    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not missing, f"no gradient reaches {missing[:3]}: is the output detached, or a layer unused?"
+    report = gradients(point_model_class(2), x, t)
+    assert report["attached"], ("no gradient reaches the parameters: the output is cut off from them "
+                                "(a .detach(), .item() or torch.no_grad() inside forward?)")
+    assert not report["missing"], f"no gradient reaches {report['missing'][:3]}: is the output detached, or a layer unused?"
 
 
 @pytest.mark.points(4)

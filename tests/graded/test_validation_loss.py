@@ -12,7 +12,7 @@ from tests.graded.runs import (command, recorded_reference, reference_run_path, 
 @pytest.mark.slow  # evaluates a trained run
 @pytest.mark.timeout(3600)
 def test_validation_loss_at_most_the_references(model_class, source, record_property):
-    loss = reference_validation_loss() if source.reference else student_validation_loss(model_class)
+    loss = reference_validation_loss() if source.reference else student_validation_loss(model_class, source)
     record_property("validation_loss", loss)  # Gradescope's leaderboard (src/harness/instructor/autograder.py)
     if reference_available() and reference_run_path("fashion_mnist").exists():
         reference = reference_validation_loss()

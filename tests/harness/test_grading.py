@@ -101,39 +101,50 @@ def sample(model, schedule, shape, generator=None):
 '''
 
 
-def test_os_exit_in_student_code_leaves_a_failing_report_not_a_pass(tmp_path):
+def test_os_exit_in_student_code_fails_that_test_and_the_run_goes_on(tmp_path):
+    """The code under test runs in the sandbox's worker: os._exit ends the worker, not the grading."""
     from src.harness.grade.verdict import verdict
 
     kata = kata_copy(tmp_path, sampler=EXITS_IN_SAMPLE)
     result = run_pytest(kata, "tests/graded/test_ddpm.py", "--grade-json", "grade.json",
                         "-k", "exactly or shape_range")
-    assert result.returncode == 0, "pytest itself reports success here: that is why nothing may score by it"
+    assert result.returncode != 0
     grade, tests = _grade(kata)
-    assert grade["score"] == 0 and not grade["extra_data"]["complete"]
-    unfinished = tests["test_matches_the_reference_sampler_exactly"]
-    assert unfinished["status"] == "running" and "timed out or was killed" in unfinished["output"]
-    assert tests["test_output_shape_range_and_device"]["output"] == "not run"
+    assert grade["score"] == 0 and grade["extra_data"]["complete"]
+    for name in ("test_matches_the_reference_sampler_exactly", "test_output_shape_range_and_device"):
+        assert "the process running your code ended" in tests[name]["output"], tests[name]
     assert verdict(kata / "grade.json")[0] is False
 
 
+def test_a_hang_in_a_c_call_fails_that_test_only(tmp_path):
+    """pytest-timeout's signal cannot interrupt a long C call, but the call runs in the sandbox's worker: the
+    grader's wait is interrupted, the worker killed, and the next test gets a fresh one."""
+    kata = kata_copy(tmp_path, sampler=HANGS_IN_C_AT_T_20)
+    run_pytest(kata, "tests/graded/test_ddpm.py", "--grade-json", "grade.json", "-k", "exactly or shape_range",
+               KATA_GRADED_TIMEOUT="10")
+    grade, tests = _grade(kata)
+    assert tests["test_output_shape_range_and_device"]["status"] == "failed"
+    assert "Timeout" in tests["test_output_shape_range_and_device"]["output"]
+    assert grade["score"] == tests["test_matches_the_reference_sampler_exactly"]["max_score"] > 0
+
+
 @pytest.mark.slow
-def test_a_run_killed_in_a_c_call_keeps_every_finished_tests_points(tmp_path):
+def test_a_run_killed_from_outside_keeps_every_finished_tests_points(tmp_path):
+    """As a CI job's or Gradescope's outer limit would kill it, during a test that hangs: the report says which
+    tests finished and which one was running, and scores no pass that did not happen."""
     kata = kata_copy(tmp_path, sampler=HANGS_IN_C_AT_T_20)
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/graded/test_ddpm.py",
                "--grade-json", "grade.json", "-k", "exactly or shape_range"]
-    env = {**os.environ, "KATA_PROGRESS": "0", "KATA_GRADED_TIMEOUT": "2"}
+    env = {**os.environ, "KATA_PROGRESS": "0", "KATA_GRADED_TIMEOUT": "300"}
     with subprocess.Popen(command, cwd=kata, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as run:
         hung_since, deadline = None, time.monotonic() + 300
-        # Killed, as a CI job's or Gradescope's outer limit would, once the hung test has outlived its own 2-second
-        # limit by 5 seconds: pytest-timeout's signal had its chance and could not interrupt the C call.
         while run.poll() is None and time.monotonic() < deadline:
             if hung_since is None and _started(kata, "test_output_shape_range_and_device"):
                 hung_since = time.monotonic()
-            if hung_since is not None and time.monotonic() - hung_since > 7:
+            if hung_since is not None and time.monotonic() - hung_since > 3:
                 break
             time.sleep(0.2)
-        if run.poll() is not None:
-            pytest.fail("pytest-timeout interrupted the C call after all; this test no longer tests a hard kill")
+        assert run.poll() is None, "the run ended before it could be killed"
         run.kill()
     grade, tests = _grade(kata)
     finished = tests["test_matches_the_reference_sampler_exactly"]

@@ -9,10 +9,15 @@ student 1.6x the short run's loss), integers and lengths exactly; strings are no
 The recorded runs and their scores (src/solution/runs/, reference_scores.json): tests/harness/test_reference_runs.py.
 """
 
+from functools import partial
+
 import pytest
 import torch
 
+from src.harness.loading import REFERENCE
+from tests.graded import test_ddim, test_ddpm, test_flow, test_guidance
 from tests.graded.record import recordings
+from tests.graded.recorded import FOLDER, FRESH_SEED
 
 
 def first_difference(got, expected, rtol: float, where: str = "") -> str | None:
@@ -62,3 +67,36 @@ def test_first_difference_finds_what_changed():
     assert "['count']: 8" in first_difference({**recorded, "count": 8}, recorded, 0.0)
     assert first_difference({**recorded, "loss": 1.2, "note": "fp32"}, recorded, 0.25) is None
     assert "['loss']" in first_difference({**recorded, "loss": 1.3}, recorded, 0.25)
+
+
+# ------------------------------------------------------------------------- fresh seeds on the autograder
+
+def replaying_sample(model, schedule, shape, generator=None):
+    """A DDPM 'sampler' that replays the shipped recording instead of stepping: it feeds the model the recorded
+    inputs and returns the recorded samples, whatever it is asked."""
+    recorded_out, recorded_calls = torch.load(FOLDER / "ddpm.pt", weights_only=True)["trace"]
+    for t, x in recorded_calls:
+        model(x, torch.tensor(t))
+    return recorded_out
+
+
+def test_a_replayed_trace_passes_at_the_recorded_seed_only(monkeypatch):
+    """The route of a submission that replays tests/graded/recorded/ (which the student release ships): the
+    autograder grades at a seed of its own (KATA_FRESH_SEED), where the reference's values are computed afresh."""
+    test_ddpm.test_matches_the_reference_sampler_exactly(replaying_sample)  # the route, at the recorded seed
+    monkeypatch.setenv(FRESH_SEED, "1234567")
+    with pytest.raises(AssertionError, match="x_T differs from the reference"):
+        test_ddpm.test_matches_the_reference_sampler_exactly(replaying_sample)
+
+
+@pytest.mark.parametrize("graded_test, implementation", [
+    (test_ddpm.test_matches_the_reference_sampler_exactly, ("sampler", "sample")),
+    (test_ddim.test_matches_the_reference_exactly_with_eta_1, ("sampler", "ddim_sample")),
+    (partial(test_guidance.test_matches_the_reference_exactly, scale=3.0), ("sampler", "guided_sample")),
+    (test_flow.test_pair_matches_the_reference_on_images, ("flow", "flow_matching_pair")),
+    (test_flow.test_euler_matches_the_reference_sampler_exactly, ("flow", "euler_sample")),
+], ids=["ddpm", "ddim", "guidance", "flow-pair", "euler"])
+def test_the_reference_passes_every_exact_test_at_a_fresh_seed(monkeypatch, graded_test, implementation):
+    monkeypatch.setenv(FRESH_SEED, "987654")
+    module, function = implementation
+    graded_test(getattr(REFERENCE.module(module), function))

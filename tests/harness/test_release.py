@@ -4,17 +4,21 @@ The correct submission is the calibration zoo's plain UNet (written independentl
 tests/harness/submissions/sampler.py (a sampler written for these tests).
 """
 
+import base64
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from src.harness.instructor import autograder, release
 from src.harness.levels import LEVELS
@@ -22,6 +26,7 @@ from src.harness.loading import STUDENT
 from src.harness.paths import ROOT
 from src.harness.policy import PARTS
 from src.harness.run.train import load_checkpoint
+from tests.graded.recorded import FOLDER
 from tests.harness.helpers import kata_copy
 
 SUBMISSIONS = ROOT / "tests" / "harness" / "submissions"
@@ -306,6 +311,66 @@ grading._Events.pytest_runtest_protocol = lambda self, item, nextitem: None
 def sample(model, schedule, shape, generator=None):
     raise NotImplementedError("this one only forges")
 '''
+# At import, writes a pass for each visible Level 4 test into every file it can reach (the autograder's event pipe
+# was the target: one line per event) and makes pytest's test calls no-ops; then only forges.
+EVENT_FORGER = '''
+import json, os
+from pathlib import Path
+
+NAMES = ["test_matches_the_reference_sampler_exactly", "test_reproduces_the_mean_and_variance_of_gaussian_data",
+         "test_output_shape_range_and_device", "test_returns_no_autograd_history",
+         "test_calls_the_model_once_per_step_from_T_minus_1_down_to_0", "test_hidden_batch_of_seven"]
+LINES = "".join(json.dumps(event) + "\\n" for name in NAMES for event in (
+    {"event": "start", "nodeid": f"tests/graded/test_ddpm.py::{name}"},
+    {"event": "outcome", "nodeid": f"tests/graded/test_ddpm.py::{name}", "status": "passed", "output": ""})).encode()
+for fd in range(3, 64):
+    try:
+        os.write(fd, LINES)
+    except OSError:
+        pass
+for path in Path(f"/proc/{os.getppid()}/fd").glob("*") if os.access(f"/proc/{os.getppid()}/fd", os.R_OK) else []:
+    try:
+        os.write(os.open(path, os.O_WRONLY | os.O_NONBLOCK), LINES)
+    except OSError:
+        pass
+try:
+    import _pytest.python
+    _pytest.python.Function.runtest = lambda self: None
+except ImportError:
+    pass
+
+
+def sample(model, schedule, shape, generator=None):
+    raise NotImplementedError("this one only forges")
+'''
+# Runs the reference, read by path from the work copy or the bundle, where it can.
+REFERENCE_BY_PATH = '''
+from pathlib import Path
+
+
+def sample(model, schedule, shape, generator=None):
+    for path in (Path.cwd() / "src/solution/sampler.py", Path.cwd().parents[1] / "source/kata/src/solution/sampler.py"):
+        try:
+            code = path.read_text()
+        except OSError:
+            continue
+        found = {}
+        exec(code, found)
+        return found["sample"](model, schedule, shape, generator=generator)
+    raise NotImplementedError("no reference within reach")
+'''
+
+
+def replayer() -> str:
+    """A sampler that replays the recorded DDPM trace the student release ships, embedded in its source."""
+    buffer = io.BytesIO()
+    torch.save(torch.load(FOLDER / "ddpm.pt", weights_only=True)["trace"], buffer)
+    return (f"import base64, io, torch\nTRACE = torch.load(io.BytesIO(base64.b64decode("
+            f"'{base64.b64encode(buffer.getvalue()).decode()}')), weights_only=True)\n\n\n"
+            "def sample(model, schedule, shape, generator=None):\n    out, calls = TRACE\n"
+            "    for t, x in calls:\n        model(x, torch.tensor(t))\n    return out\n")
+
+
 LEAKER = '''
 import os, sys
 from pathlib import Path
@@ -410,15 +475,15 @@ def test_gradescope_correct_sampler_earns_every_level4_point_and_nothing_it_leav
 
 @pytest.mark.slow
 def test_gradescope_a_test_whose_process_dies_fails_alone(gradescope_root):
-    """A test that ends its process (os._exit) or hangs in C code fails with the reason, and the autograder goes on
-    with the tests after it in a fresh process."""
+    """A test whose sampler ends its process (os._exit) or hangs in C code fails with the reason, and the tests after
+    it run in a fresh sandbox worker."""
     assert DIES_IN_TWO_TESTS.count("if schedule.num_timesteps") == 2
-    results = _grade(gradescope_root, {"sampler.py": DIES_IN_TWO_TESTS, "model.py": CORRECT_MODEL}, timeout="2")
+    results = _grade(gradescope_root, {"sampler.py": DIES_IN_TWO_TESTS, "model.py": CORRECT_MODEL}, timeout="10")
     tests = _by_name(results)
-    for name, reason in (("test_output_shape_range_and_device", "did not finish"),
-                         ("test_calls_the_model_once_per_step_from_T_minus_1_down_to_0", "timed out after 2 s")):
-        died = tests.pop(name)
-        assert died["score"] == 0 and reason in died["output"], died
+    for name, reason in (("test_output_shape_range_and_device", "the process running your code ended"),
+                         ("test_calls_the_model_once_per_step_from_T_minus_1_down_to_0", "Timeout|timed out")):
+        died = tests.pop(name)  # a timeout: pytest-timeout's, or the driver's if restarting the worker overran
+        assert died["score"] == 0 and re.search(reason, died["output"]), died
     assert all(t["score"] == t["max_score"] > 0 for t in tests.values()), tests
 
 
@@ -429,6 +494,53 @@ def test_gradescope_a_sampler_that_forges_the_report_scores_zero(gradescope_root
     visible = [t for t in results["tests"] if t["visibility"] == "visible"]
     assert len(visible) == 5 and all("not implemented" in t["output"] for t in visible), visible
     assert "999" not in json.dumps(results)
+
+
+@pytest.fixture(scope="module")
+def open_gradescope_root(gradescope_root):
+    """gradescope_root, copied where the unprivileged user can reach the bundle (pytest's folders are private), so
+    the autograder really drops to it; skips where it cannot (not root, or that user cannot run this Python)."""
+    if os.geteuid() != 0 or autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) is None:
+        pytest.skip("the drop to an unprivileged user needs root, and a Python that user can run")
+    base = Path(tempfile.mkdtemp(prefix="gradescope-"))
+    os.chmod(base, 0o755)
+    shutil.copytree(gradescope_root / "source", base / "source")
+    yield base
+    shutil.rmtree(base)
+
+
+@pytest.mark.slow
+def test_gradescope_a_sampler_that_forges_outcomes_from_inside_scores_zero(open_gradescope_root):
+    """The route of a sampler that, imported, writes passes into the event pipe and turns pytest's test calls into
+    no-ops: it runs in the sandbox's worker, an unprivileged process that holds no pipe of the grader's, cannot
+    reopen the grader's files and has no pytest in it."""
+    results = _grade(open_gradescope_root, {"sampler.py": EVENT_FORGER, "model.py": CORRECT_MODEL}, timeout="5")
+    assert "your code ran as an unprivileged user" in results["output"]
+    assert results["score"] == 0 and results["max_score"] == 15, results["tests"]
+
+
+@pytest.mark.slow
+def test_gradescope_neither_the_reference_nor_the_recorded_traces_are_within_reach(open_gradescope_root):
+    """A sampler that runs the reference read by path (from the work copy, where the grader keeps one, or from the
+    bundle) scores 0; one that replays the recorded trace, which passes at the recorded seed, fails the exact test
+    at the seed the autograder drew."""
+    results = _grade(open_gradescope_root, {"sampler.py": REFERENCE_BY_PATH, "model.py": CORRECT_MODEL})
+    assert results["score"] == 0 and all("no reference within reach" in t["output"] for t in results["tests"]), (
+        results["tests"])
+    results = _grade(open_gradescope_root, {"sampler.py": replayer(), "model.py": CORRECT_MODEL})
+    assert "seed drawn for this submission" in results["output"]
+    exact = _by_name(results)["test_matches_the_reference_sampler_exactly"]
+    assert exact["score"] == 0 and "x_T differs from the reference" in exact["output"], exact
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() == 0, reason="as root without the drop, the submitted code runs as root too, and "
+                                              "nothing can be sealed from it (docs/instructors.md)")
+def test_gradescope_the_forger_scores_zero_without_the_drop_too(gradescope_root):
+    """Without the drop (an autograder that does not run as root), the grader's process is not dumpable: the
+    worker, the same user, cannot reopen the event pipe through /proc."""
+    results = _grade(gradescope_root, {"sampler.py": EVENT_FORGER, "model.py": CORRECT_MODEL}, timeout="5")
+    assert results["score"] == 0 and results["max_score"] == 15, results["tests"]
 
 
 @pytest.mark.slow
@@ -464,49 +576,69 @@ def test_gradescope_two_files_and_the_whole_basics(gradescope_root):
         by_part.setdefault(test["tags"][0], []).append(test)
     assert sum(t["score"] for t in by_part["basics"]) == 21 and sum(t["score"] for t in by_part["level4"]) == 15
     assert re.search(r"\(\d+ s, peak memory \d+ MiB\)", results["output"])
-    assert "tests run as" in results["output"]
+    assert "your code ran as" in results["output"]
 
 
 # ------------------------------------------------------------------------------------- the unprivileged child
 
-DROP_PROBE = """
-import os, sys
-from pathlib import Path
-os.environ.update(KATA_DROP_TO="65534:65534", KATA_BLOCKED_IMPORTS="diffusers,src.solution")
-from src.harness.grade.autograder_plugin import pytest_collection_finish
-secret = Path(sys.argv[1])
-assert secret.read_text() == "hidden"  # readable before the drop, as collection reads the hidden tests
-pytest_collection_finish(None)
+# A src/model.py that, once imported in the sandbox's worker, reports who it runs as and what it can reach.
+REACH_PROBE = """
+import os
+
+UID = (os.getuid(), os.getgid())
+FDS = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
 try:
-    secret.read_text()
-    print("still readable")
+    open(os.environ["SECRET"]).read()
+    SECRET = "readable"
 except PermissionError:
-    print("unreadable")
+    SECRET = "unreadable"
 try:
-    import diffusers
-    print("diffusers imported")
+    os.listdir(f"/proc/{os.getppid()}/fd")
+    PARENT = "the grader's files are listable"
+except PermissionError:
+    PARENT = "the grader's files are out of reach"
+try:
+    import diffusers  # noqa: F401
+    DIFFUSERS = "imported"
 except ImportError as err:
-    print(err)
-print(os.getuid(), os.getgid())
+    DIFFUSERS = str(err)
+"""
+REACH_SCRIPT = """
+import os
+from src.harness.grade.sandbox import Sandbox
+model = Sandbox().module("model")
+print(model.UID, model.SECRET, model.PARENT, model.DIFFUSERS, len(model.FDS), sep="\\n")
 """
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop needs root")
-def test_the_child_drops_privileges_after_collection_and_blocks_imports(tmp_path):
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
-    (private / "test_hidden.py").write_text("hidden")
-    done = subprocess.run([sys.executable, "-c", DROP_PROBE, str(private / "test_hidden.py")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def test_the_sandbox_worker_runs_unprivileged_and_reaches_nothing_of_the_grader(tmp_path):
+    if autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) is None:
+        pytest.skip("the unprivileged user cannot run this Python")
+    kata = Path(tempfile.mkdtemp(prefix="reach-"))  # readable by the unprivileged user, unlike tmp_path
+    try:
+        os.chmod(kata, 0o755)
+        shutil.copytree(ROOT / "src" / "harness", kata / "src" / "harness")
+        (kata / "src" / "__init__.py").write_text("")
+        (kata / "src" / "model.py").write_text(REACH_PROBE)
+        secret = tmp_path / "private" / "secret"
+        secret.parent.mkdir(mode=0o700)
+        secret.write_text("hidden")
+        done = subprocess.run([sys.executable, "-c", REACH_SCRIPT], cwd=kata, capture_output=True, text=True,
+                              timeout=300, env=_env(KATA_DROP_TO="65534:65534", SECRET=str(secret),
+                                                    KATA_BLOCKED_IMPORTS="diffusers,src.solution"))
+    finally:
+        shutil.rmtree(kata)
     assert done.stdout.splitlines() == [
-        "unreadable", "the autograder does not allow importing diffusers in your code", "65534 65534"], done.stderr
+        "(65534, 65534)", "unreadable", "the grader's files are out of reach",
+        "the autograder does not allow importing diffusers in your code", "6"], done.stderr  # 0-2, its 2 pipes, the listing
 
 
 def test_the_drop_is_skipped_where_the_user_cannot_run_python(tmp_path):
     settings = autograder.DEFAULT_SETTINGS | {"unprivileged_user": "no-such-user-here"}
     assert autograder.unprivileged(settings, sys.executable) is None
-    python = Path(sys.executable).resolve()
-    readable = all(os.stat(parent).st_mode & 0o005 == 0o005 for parent in python.parents)  # o+rx on the way
+    folders = [*Path(sys.executable).resolve().parents, ROOT, *ROOT.parents]
+    readable = all(os.stat(folder).st_mode & 0o001 for folder in folders)  # o+x on the way to Python and the kata
     expected = None if os.geteuid() != 0 or not readable else (65534, 65534)
     assert autograder.unprivileged(autograder.DEFAULT_SETTINGS, sys.executable) == expected
 

@@ -8,7 +8,6 @@ student's files, or with --solution the reference. Graded test functions take on
 own tests can call them with deliberately broken implementations and check that they fail.
 """
 
-import functools
 import json
 import os
 
@@ -61,10 +60,27 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def source(request):
-    """Whose code the tests grade (a loading.CodeSource): the student's, or the reference's with --solution."""
-    from src.harness.loading import REFERENCE, STUDENT
+    """Whose code the tests grade: the student's, or the reference's with --solution; a sandbox.Sandboxed
+    CodeSource, whose code runs in a worker process of its own, so that nothing it does reaches the outcomes."""
+    from src.harness.grade.sandbox import Sandboxed
 
-    return REFERENCE if request.config.getoption("--solution") else STUDENT
+    sandbox = _sandbox(request.config)
+    return Sandboxed(reference=sandbox.reference, sandbox=sandbox)
+
+
+def _sandbox(config):
+    """The session's sandbox (grade/sandbox.py), made on first use and closed at the session's end."""
+    from src.harness.grade.sandbox import Sandbox
+
+    if _sandbox_key not in config.stash:
+        events = config.pluginmanager.get_plugin("kata-grade-events")
+        sandbox = Sandbox(reference=config.getoption("--solution"), on_start=events.worker_started if events else None)
+        config.stash[_sandbox_key] = sandbox
+        config.add_cleanup(sandbox.close)
+    return config.stash[_sandbox_key]
+
+
+_sandbox_key = pytest.StashKey[object]()
 
 
 def _implementation(name: str, source):
@@ -93,36 +109,13 @@ def point_model_class(source):
 def gradable(cls, example: tuple = (1, 28)):
     """`cls`, failing the test at once if it is too large to grade (built as cls(*example)), with forward's output
     checked by loading.check_prediction (a tuple or a tensor on another device gets a one-line message)."""
-    count = _parameters_on_meta_device(cls, example)
+    from src.harness.grade.probes import checked, parameters_on_meta_device
+
+    count = parameters_on_meta_device(cls, example)
     if count is not None and count > MAX_PARAMETERS:
         pytest.fail(f"your model has {count / 1e6:.0f} M parameters, far beyond the budget (a few M, see "
                     "test_parameter_budget); it is too large to grade: make it smaller", pytrace=False)
-    return _checked(cls)
-
-
-@functools.cache
-def _checked(cls):
-    """`cls` with forward's output checked; one class per `cls`, so the caches keyed on it (a run's evaluation,
-    shared by Level 1's two tests) hit across tests."""
-    from src.harness.loading import check_prediction
-
-    def forward(self, x, t, *labels):  # labels: the y of a class-conditional model (Level 6)
-        prediction = cls.forward(self, x, t, *labels)
-        check_prediction(prediction, x)
-        return prediction
-
-    return type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__, "__wrapped__": cls})
-
-
-def _parameters_on_meta_device(cls, example: tuple) -> int | None:
-    """The parameter count of cls(*example), built without allocating memory; None if it cannot be built so."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            return sum(p.numel() for p in cls(*example).parameters())
-    except Exception:  # the real construction in the test reports any error properly
-        return None
+    return checked(cls)
 
 
 def _function_fixture(file: str, function: str):
@@ -181,6 +174,11 @@ def pytest_collection_finish(session):
         if item.get_closest_marker("points"):
             results[item.nodeid] = graded_entry(item)
     _write_report(session.config)
+    if any("source" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            _sandbox(session.config).prepare()  # before the first test, outside every test's time limit
+        except Exception:  # noqa: S110  (the first test that needs the worker reports why it did not start)
+            pass
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -224,7 +222,9 @@ def _properties(item) -> dict:
 def _short_failure(excinfo, config) -> str:
     """A student-oriented message instead of a traceback through the harness (unless --tb asks for one)."""
     if config.getoption("tbstyle") not in ("auto", "short"):
-        return excinfo.getrepr(style=config.getoption("tbstyle"))
+        remote = getattr(excinfo.value, "remote_traceback", "")  # raised in the sandbox's worker
+        return f"{excinfo.getrepr(style=config.getoption('tbstyle'))}" + (
+            f"\n\nin the process that ran the code under test:\n{remote}" if remote else "")
     from src.harness.loading import StudentCodeError, describe_exception, student_location
 
     err = excinfo.value
@@ -234,6 +234,8 @@ def _short_failure(excinfo, config) -> str:
         return f"your code called sys.exit({err.code}) ({describe_exception(err)}): return a value instead"
     if isinstance(err, NotImplementedError):
         return f"not implemented yet: {err}"
+    if getattr(err, "student_description", ""):  # raised in the sandbox's worker (grade/sandbox.py)
+        return f"your code raised {err.student_description}"
     if student_location(err) is not None:
         return f"your code raised {describe_exception(err)}"
     if isinstance(err, AssertionError):
@@ -305,6 +307,7 @@ class _Events:
     """
 
     def __init__(self, fd: int):
+        _undumpable()
         stream = os.fdopen(fd, "w", buffering=1)
         dumps = json.dumps
 
@@ -314,6 +317,10 @@ class _Events:
 
         self.emit, self.reports = emit, []
         self.text, self.truncate, self.properties = _text, _truncate, _properties  # bound now, not looked up later
+
+    def worker_started(self, pid: int) -> None:
+        """The sandbox started a worker for the code under test: the autograder ends its process group at the end."""
+        self.emit({"event": "sandbox", "pid": pid})
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session):
@@ -345,3 +352,15 @@ class _Events:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session):
         self.emit({"event": "finish"})
+
+
+def _undumpable() -> None:
+    """Keep other processes of this user (the sandbox's worker, where the autograder cannot drop its privileges)
+    from reading this process's memory, tracing it or reopening its files through /proc/<pid>/fd, the event pipe
+    above all (Linux's PR_SET_DUMPABLE)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        pass

@@ -8,10 +8,13 @@ model.py and sampler.py), results/results.json what this writes. Grading steps:
 2. check statically that they import neither the reference nor (unless allowed) diffusers' ready-made parts;
 3. build work/kata: the student release of the kata with the student's files in src/ and checkpoints in outputs/;
 4. run the graded tests, then the hidden tests, each in a child pytest process that reports every test's outcome
-   on a pipe as it happens (src/harness/grade/grading.py, _Events). The child runs as an unprivileged user where
-   the platform allows it; a test that hangs past its time limit, or a child that dies, is killed and the
-   child restarted on the tests still to run;
-5. write results.json here, after the children have ended, from those outcomes only.
+   on a pipe as it happens (src/harness/grade/grading.py, _Events). The student's code never runs in that child:
+   the tests reach it through a sandbox worker the child starts (src/harness/grade/sandbox.py), which runs as an
+   unprivileged user where the platform allows it, with the tests and their recorded values unreadable to it. A
+   test that hangs past its time limit, or a child that dies, is killed and the child restarted on the tests
+   still to run;
+5. end every process the grading started (this driver is their subreaper, so one that detached itself is still
+   found), then write results.json here from the children's outcomes only.
 """
 
 import ast
@@ -24,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.harness.instructor.manifest import student_files
@@ -147,17 +150,18 @@ def build_work_kata(work: Path, found: dict) -> Path:
 
 # ------------------------------------------------------------------------------------------ the child runs
 
-def unprivileged(settings: dict, python: str) -> tuple[int, int] | None:
-    """(uid, gid) to drop the child to, when running as root and that user can run the kata's Python."""
+def unprivileged(settings: dict, python: str, kata: Path = ROOT) -> tuple[int, int] | None:
+    """(uid, gid) to run the student's code as (the sandbox's worker), when running as root and that user can run
+    the kata's Python on the kata in `kata`."""
     if os.geteuid() != 0:
         return None
     try:
         user = pwd.getpwnam(settings["unprivileged_user"])
     except KeyError:
         return None
-    try:  # the user must be able to run this Python: its files, and the venv's, readable by everyone
-        probe = subprocess.run([python, "-c", "import torch, pytest, omegaconf"], user=user.pw_uid,
-                               group=user.pw_gid, extra_groups=[], capture_output=True, timeout=120, cwd="/")
+    try:  # the user must be able to run this Python on the kata: their files readable by everyone
+        probe = subprocess.run([python, "-c", "import torch, omegaconf, src.harness.grade.sandbox"], user=user.pw_uid,
+                               group=user.pw_gid, extra_groups=[], capture_output=True, timeout=120, cwd=kata)
     except (OSError, subprocess.SubprocessError):
         return None
     return (user.pw_uid, user.pw_gid) if probe.returncode == 0 else None
@@ -167,9 +171,11 @@ class Suite:
     """One graded run (visible or hidden tests), restarted on the remaining tests when its child dies."""
 
     def __init__(self, kata: Path, work: Path, python: str, selection: list[str], marker: str, settings: dict,
-                 deadline: float, drop: tuple[int, int] | None, blocked: list[str], name: str):
+                 deadline: float, drop: tuple[int, int] | None, blocked: list[str], name: str,
+                 fresh_seed: int | None = None):
         self.kata, self.work, self.python, self.selection, self.marker = kata, work, python, selection, marker
         self.settings, self.deadline, self.drop, self.blocked, self.name = settings, deadline, drop, blocked, name
+        self.fresh_seed = fresh_seed  # the exact traces' seed (tests/graded/recorded), None: the recorded one
         self.tests: dict[str, dict] = {}  # nodeid -> entry, in collection order
         self.log = work / "logs" / f"{name}.log"
         self.peak_rss_kb = 0
@@ -199,8 +205,9 @@ class Suite:
         if self.drop:
             env["KATA_DROP_TO"] = f"{self.drop[0]}:{self.drop[1]}"
             os.chown(scratch, *self.drop)
-        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-p", "src.harness.grade.autograder_plugin",
-                   "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
+        if self.fresh_seed:
+            env["KATA_FRESH_SEED"] = str(self.fresh_seed)
+        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
                    "-m", self.marker, *targets]
         with open(self.log, "a") as log:
             log.write(f"\n$ {' '.join(command)}\n")
@@ -240,9 +247,12 @@ class Suite:
         selector.close()
         stream.close()
         _kill(child)  # and every process it started in its session
+        for worker in watch.workers:  # the sandbox workers, each in a session of its own
+            _kill_group(worker)
         if self.drop:
             _kill_processes_of(self.drop[0])  # and any that left the session: the user runs nothing else
         child.wait()
+        _end_descendants()
         self._settle(watch, killed, first)
 
     def _record(self, event: dict, watch: "_Watch") -> None:
@@ -262,6 +272,8 @@ class Suite:
                                              properties=event.get("properties") or {},
                                              seconds=round(time.monotonic() - watch.started, 1))
             watch.current = None
+        elif kind == "sandbox" and isinstance(event.get("pid"), int):
+            watch.workers.append(event["pid"])
         elif kind == "finish":
             watch.finished = True  # nothing after the session's end counts (an atexit handler, say)
 
@@ -289,6 +301,7 @@ class _Watch:
     current: str | None = None
     started: float = 0.0
     finished: bool = False
+    workers: list[int] = field(default_factory=list)  # the pids of the sandbox workers the child started
 
 
 def _events(lines: list[bytes]):
@@ -303,10 +316,46 @@ def _events(lines: list[bytes]):
 
 
 def _kill(child) -> None:
+    _kill_group(child.pid)
+
+
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
+
+
+def _become_subreaper() -> None:
+    """Make this driver the parent of every orphan among its descendants (Linux's PR_SET_CHILD_SUBREAPER), so a
+    process the student's code detached (a double fork into a session of its own) is still found and ended."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _end_descendants() -> None:
+    """SIGKILL and reap every child of this driver, again as their orphans are handed to it, until none is left."""
+    for _ in range(100):
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == os.getpid():
+                    children.append(int(stat.parent.name))
+            except (OSError, IndexError, ValueError):
+                continue
+        if not children:
+            return
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
 
 def _kill_processes_of(uid: int) -> None:
@@ -343,17 +392,26 @@ def grade(root: Path | None = None) -> dict:
     found = find_submission(where["submission"])
     zeroed = integrity(found, settings)
     kata = build_work_kata(where["work"], found)
-    drop = unprivileged(settings, python)
-    if drop:
-        for private in (where["source"], where["results"].parent):
+    _become_subreaper()
+    drop = unprivileged(settings, python, kata)
+    if drop:  # the tests and their recorded values too: the student's code must not read them back
+        for private in (where["source"], where["results"].parent, kata / "tests"):
             private.mkdir(parents=True, exist_ok=True)
             os.chmod(private, 0o700)
     notes = [f"submission: {', '.join(sorted(k for k in found if k != 'checkpoints')) or 'no model.py or sampler.py'}"
              f"; checkpoints: {', '.join(found['checkpoints']) or 'none'}",
-             "tests run as an unprivileged user" if drop else "tests run as the autograder's own user"]
+             "your code ran as an unprivileged user" if drop else "your code ran as the autograder's own user"]
     for config in retrained_configs(settings):
         notes.append(retrain(kata, config, python, drop, deadline, where["work"]))
-    entries, suites, secret = run_suites(kata, where, python, settings, deadline, drop)
+    fresh_seed = None
+    if drop:  # the grader computes the exact traces at a seed of this submission, with a reference only it can read
+        shutil.copytree(ROOT / "src" / "solution", kata / "src" / "solution",
+                        ignore=shutil.ignore_patterns("runs", "__pycache__"))
+        os.chmod(kata / "src" / "solution", 0o700)
+        fresh_seed = 1 + int.from_bytes(os.urandom(4), "big") % (2 ** 31 - 1)
+    notes.append("exact traces graded at a seed drawn for this submission" if fresh_seed
+                 else "exact traces graded at their recorded seed")
+    entries, suites, secret = run_suites(kata, where, python, settings, deadline, drop, fresh_seed)
     for entry in entries:
         if entry["part"] in zeroed:
             entry.update(status="failed", output=zeroed[entry["part"]])
@@ -364,7 +422,7 @@ def grade(root: Path | None = None) -> dict:
     return results_json(entries, suites, zeroed, notes, time.monotonic() - begin, drop)
 
 
-def run_suites(kata: Path, where: dict, python: str, settings: dict, deadline: float, drop):
+def run_suites(kata: Path, where: dict, python: str, settings: dict, deadline: float, drop, fresh_seed=None):
     """Run the graded tests, then the instructor's hidden tests if the bundle holds some.
 
     Returns (test entries, the suites run, the hidden tests' source lines that no output may quote).
@@ -373,7 +431,7 @@ def run_suites(kata: Path, where: dict, python: str, settings: dict, deadline: f
     marker = " or ".join(settings["parts"])
 
     def suite(folder: str, name: str) -> Suite:
-        return Suite(kata, where["work"], python, [folder], marker, settings, deadline, drop, blocked, name)
+        return Suite(kata, where["work"], python, [folder], marker, settings, deadline, drop, blocked, name, fresh_seed)
 
     suites = [suite("tests/graded", "graded")]
     entries = list(suites[0].run().values())
@@ -443,6 +501,7 @@ def retrain(kata: Path, config: str, python: str, drop, deadline: float, work: P
         finally:  # nothing the submitted code started may outlive its training and touch the checkpoint
             if drop:
                 _kill_processes_of(drop[0])
+            _end_descendants()
 
 
 def main() -> int:
