@@ -49,6 +49,14 @@ class TooManyParameters(Reference):
         self.unused = torch.nn.Linear(4000, 4000)
 
 
+class StoresTrainingImages(Reference):
+    """A memoriser's storage: 60,000 images kept as a plain tensor, not a parameter (a lookup, not a network)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.images = torch.zeros(60_000, 1, 28, 28)
+
+
 class TooFewTimesteps(Reference):
     """An embedding table one row short: t = T-1 is out of range."""
 
@@ -91,6 +99,7 @@ MODEL_MUTANTS = [
     caught(DetachesItsOutput, test_model.test_gradients_reach_the_parameters, "no gradient reaches"),
     caught(ReturnsFloat64, test_model.test_output_is_float32, "float64"),
     caught(TooManyParameters, test_model.test_parameter_budget, "budget", dataset="fashion_mnist"),
+    caught(StoresTrainingImages, test_model.test_parameter_budget, "in tensors it holds", dataset="fashion_mnist"),
     caught(TooFewTimesteps, test_model.test_first_and_last_timestep_are_accepted, "index out of range"),
     caught(BreaksInEvalMode, test_model.test_works_in_train_and_eval_mode_and_without_grad, "only trains"),
 ]
