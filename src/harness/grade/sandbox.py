@@ -122,6 +122,7 @@ class Sandbox:
         self.on_start = on_start  # called with the worker's pid (the autograder kills its process group at the end)
         self.generation = 0
         self._process = None
+        self._ready = False  # the worker has said it is ready
         self._proxies: weakref.WeakValueDictionary[int, Remote] = weakref.WeakValueDictionary()
         self._released: list[int] = []
 
