@@ -266,7 +266,11 @@ def test_retrain_replaces_the_submitted_checkpoint_with_a_run_of_the_submitted_m
     submitted = kata / "outputs" / "fashion_mnist" / "checkpoint.pt"
     submitted.parent.mkdir(parents=True)
     submitted.write_bytes(b"weights trained elsewhere")
-    note = autograder.retrain(kata, "fashion_mnist", sys.executable, None, time.monotonic() + 600, tmp_path / "work")
+    with subprocess.Popen(["sleep", "120"]) as bystander:  # a child of this process that is not the grading's
+        note = autograder.retrain(kata, "fashion_mnist", sys.executable, None, time.monotonic() + 600,
+                                  tmp_path / "work")
+        assert bystander.poll() is None, "retrain() ended a process it did not start (only the driver reaps)"
+        bystander.kill()
     assert "exit status 0" in note, (tmp_path / "work" / "logs" / "retrain-fashion_mnist.log").read_text()
     state = load_checkpoint(submitted)
     assert state["step"] == state["total_steps"] and state["model_fingerprint"] == STUDENT.fingerprint(root=kata)
@@ -402,12 +406,15 @@ class PointModel(torch.nn.Module):
         print("x" * 5_000_000)
         raise RuntimeError("y" * 1_000_000)
 '''
-# CORRECT_SAMPLER, which at import leaves a process behind in its own session, holding every open file (the event
-# pipe included) for a minute.
-HOLDS_THE_PIPE = """import os, time
+# CORRECT_SAMPLER, which at import leaves a process behind in a session of its own, holding every open file for
+# five minutes, its pid written to DETACHED_PID.
+DETACHED_PID = Path(tempfile.gettempdir()) / "kata-detached-process.pid"
+HOLDS_THE_PIPE = f"""import os, time
 if os.fork() == 0:
     os.setsid()
-    time.sleep(60)
+    if os.fork() == 0:
+        open({str(DETACHED_PID)!r}, "a").write(f"{{os.getpid()}}\\n")
+        time.sleep(300)
     os._exit(0)
 """ + CORRECT_SAMPLER
 FLOW_IMPORTS_REFERENCE = "from src.solution.flow import euler_sample, flow_matching_pair  # noqa: F401\n"
@@ -462,12 +469,17 @@ def _by_name(results):
 
 @pytest.mark.slow
 def test_gradescope_correct_sampler_earns_every_level4_point_and_nothing_it_leaves_stalls_grading(gradescope_root):
-    """Also the route of a detached process (its own session) that keeps the event pipe open, so the driver would
-    wait out its budget and the hidden tests would never run: the driver stops reading once the child has ended."""
+    """Also the route of a process detached by a double fork into a session of its own, which once held the event
+    pipe open so that the driver waited out its budget: it cannot stall grading, and it does not outlive it (the
+    driver is the subreaper of every process the grading starts)."""
+    DETACHED_PID.unlink(missing_ok=True)
     begin = time.monotonic()
     results = _grade(gradescope_root, {"src/model.py": CORRECT_MODEL, "src/sampler.py": HOLDS_THE_PIPE,
                                        "README.md": "a whole repository"})
     assert time.monotonic() - begin < 200, "the driver waited for the detached process"
+    detached = [int(pid) for pid in DETACHED_PID.read_text().split()]
+    DETACHED_PID.unlink()
+    assert detached and not [pid for pid in detached if Path(f"/proc/{pid}").exists()], "a detached process lives on"
     assert results["score"] == results["max_score"] == 12 + 3, results["tests"]
     hidden = _by_name(results)["test_hidden_batch_of_seven"]
     assert hidden["visibility"] == "after_published" and hidden["score"] == 3

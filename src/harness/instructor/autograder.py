@@ -329,16 +329,31 @@ def _kill_group(pid: int) -> None:
 def _become_subreaper() -> None:
     """Make this driver the parent of every orphan among its descendants (Linux's PR_SET_CHILD_SUBREAPER), so a
     process the student's code detached (a double fork into a session of its own) is still found and ended."""
+    _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+
+
+def _is_subreaper() -> bool:
+    """Whether this process is the driver that main() made a subreaper (not, say, a test calling retrain())."""
+    import ctypes
+
+    flag = ctypes.c_int(0)
+    return _prctl(37, ctypes.addressof(flag)) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
+
+
+def _prctl(option: int, argument: int) -> int:
     import ctypes
 
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        return ctypes.CDLL(None, use_errno=True).prctl(option, ctypes.c_ulong(argument), 0, 0, 0)
     except (OSError, AttributeError):
-        pass
+        return -1
 
 
 def _end_descendants() -> None:
-    """SIGKILL and reap every child of this driver, again as their orphans are handed to it, until none is left."""
+    """SIGKILL and reap every child of this driver, again as their orphans are handed to it, until none is left
+    (in the driver only: its children are the grading's and nothing else's)."""
+    if not _is_subreaper():
+        return
     for _ in range(100):
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -392,7 +407,6 @@ def grade(root: Path | None = None) -> dict:
     found = find_submission(where["submission"])
     zeroed = integrity(found, settings)
     kata = build_work_kata(where["work"], found)
-    _become_subreaper()
     drop = unprivileged(settings, python, kata)
     if drop:  # the tests and their recorded values too: the student's code must not read them back
         for private in (where["source"], where["results"].parent, kata / "tests"):
@@ -506,6 +520,7 @@ def retrain(kata: Path, config: str, python: str, drop, deadline: float, work: P
 
 def main() -> int:
     where = paths()
+    _become_subreaper()
     try:
         results = grade()
     except Exception as err:  # the autograder's own failure: still a valid results.json
