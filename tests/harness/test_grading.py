@@ -121,7 +121,7 @@ def test_a_hang_in_a_c_call_fails_that_test_only(tmp_path):
     grader's wait is interrupted, the worker killed, and the next test gets a fresh one."""
     kata = kata_copy(tmp_path, sampler=HANGS_IN_C_AT_T_20)
     run_pytest(kata, "tests/graded/test_ddpm.py", "--grade-json", "grade.json", "-k", "exactly or shape_range",
-               KATA_GRADED_TIMEOUT="10")
+               KATA_GRADED_TIMEOUT="5")
     grade, tests = _grade(kata)
     assert tests["test_output_shape_range_and_device"]["status"] == "failed"
     assert "Timeout" in tests["test_output_shape_range_and_device"]["output"]

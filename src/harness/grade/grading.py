@@ -174,7 +174,8 @@ def pytest_collection_finish(session):
         if item.get_closest_marker("points"):
             results[item.nodeid] = graded_entry(item)
     _write_report(session.config)
-    if any("source" in getattr(item, "fixturenames", ()) for item in session.items):
+    if not session.config.option.collectonly and any("source" in getattr(item, "fixturenames", ())
+                                                     for item in session.items):
         try:
             _sandbox(session.config).prepare()  # before the first test, outside every test's time limit
         except Exception:  # noqa: S110  (the first test that needs the worker reports why it did not start)
