@@ -116,6 +116,7 @@ def test_os_exit_in_student_code_fails_that_test_and_the_run_goes_on(tmp_path):
     assert verdict(kata / "grade.json")[0] is False
 
 
+@pytest.mark.slow  # 18 s; the Gradescope emulation's test_gradescope_a_test_whose_process_dies_fails_alone too
 def test_a_hang_in_a_c_call_fails_that_test_only(tmp_path):
     """pytest-timeout's signal cannot interrupt a long C call, but the call runs in the sandbox's worker: the
     grader's wait is interrupted, the worker killed, and the next test gets a fresh one."""
