@@ -308,7 +308,11 @@ class _Events:
     """
 
     def __init__(self, fd: int):
-        _undumpable()
+        from src.harness.grade.linux import PR_SET_DUMPABLE, prctl
+
+        # Other processes of this user (the sandbox's worker, where the autograder cannot drop its privileges)
+        # may not trace this one, read its memory or reopen its files (the event pipe) through /proc/<pid>/fd.
+        prctl(PR_SET_DUMPABLE, 0)
         stream = os.fdopen(fd, "w", buffering=1)
         dumps = json.dumps
 
@@ -354,14 +358,3 @@ class _Events:
     def pytest_sessionfinish(self, session):
         self.emit({"event": "finish"})
 
-
-def _undumpable() -> None:
-    """Keep other processes of this user (the sandbox's worker, where the autograder cannot drop its privileges)
-    from reading this process's memory, tracing it or reopening its files through /proc/<pid>/fd, the event pipe
-    above all (Linux's PR_SET_DUMPABLE)."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
-    except (OSError, AttributeError):
-        pass

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
+from src.harness.grade.linux import PR_SET_PDEATHSIG, prctl
 from src.harness.loading import CodeSource, StudentCodeError, describe_exception, student_location
 from src.harness.paths import ROOT
 
@@ -201,12 +202,10 @@ class Sandbox:
         """Send one request and serve the worker's callbacks until its answer comes; the answer's Remotes are
         proxies of this sandbox. A failure of the code under test is raised here as the same built-in exception
         (StudentCodeError for one of the harness's), with `student_description` saying where it was raised."""
-        if target is not None and target._generation != self.generation:
-            raise SandboxError("this object belonged to an earlier run of your code that ended (after a crash or a "
-                               "timeout in an earlier test); it is gone")
+        callbacks, generators = {}, {}
+        target = self._markers(target, callbacks, generators)
         if self._process is None:
             self._start()
-        callbacks, generators = {}, {}
         message = ("request", self._released[:], op, target, self._markers(args, callbacks, generators),
                    self._markers(kwargs or {}, callbacks, generators), _mode())
         self._released.clear()
@@ -252,7 +251,8 @@ class Sandbox:
         """`value` with each Generator, callable and Remote of it (in lists, tuples and dicts) marked for the worker."""
         if isinstance(value, Remote):
             if value._generation != self.generation:
-                raise SandboxError("an object of an earlier run of your code was passed on; it is gone")
+                raise SandboxError("this object belonged to an earlier run of your code that ended (after a crash or "
+                                   "a timeout in an earlier test); it is gone")
             return value
         if isinstance(value, torch.Generator):
             key = id(value)
@@ -332,18 +332,12 @@ def _mode() -> dict:
 def _exception(reply: dict) -> BaseException:
     """The exception the worker reported, as a built-in exception (or a StudentCodeError) raised here."""
     name, message = str(reply.get("type")), str(reply.get("message", ""))
-    kind = getattr(builtins, name, None)
     if name in ("StudentCodeError", "NoReferenceError", "SandboxError"):
         err = StudentCodeError(message)
     elif name == "SystemExit":
         err = SystemExit(reply.get("code"))
-    elif isinstance(kind, type) and issubclass(kind, Exception):
-        try:
-            err = kind(message)
-        except Exception:
-            err = RuntimeError(f"{name}: {message}")
     else:
-        err = RuntimeError(f"{name}: {message}")
+        err = _builtin_exception(name, message)
     err.student_description = str(reply.get("description", "")) if reply.get("in_student_code") else ""
     err.remote_traceback = str(reply.get("traceback", ""))  # shown by pytest --tb=long
     return err
@@ -541,19 +535,20 @@ def _error_reply(err: BaseException) -> dict:
 
 
 def _builtin_exception(name: str, message: str) -> Exception:
+    """The built-in exception called `name`, with `message`; a RuntimeError naming it for any other."""
     kind = getattr(builtins, name, None)
-    return kind(message) if isinstance(kind, type) and issubclass(kind, Exception) else RuntimeError(message)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        try:
+            return kind(message)
+        except Exception:  # one that takes other arguments
+            pass
+    return RuntimeError(f"{name}: {message}")
 
 
 def _die_with(parent: int) -> None:
-    """End this worker when the grading process ends, however it ends (Linux's PR_SET_PDEATHSIG): a worker stuck
-    in the code under test must not outlive a grading that was killed."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    """End this worker when the grading process ends, however it ends: a worker stuck in the code under test must
+    not outlive a grading that was killed."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it ended before the line above
         os._exit(1)
 

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from src.harness.grade.linux import PR_SET_CHILD_SUBREAPER, is_subreaper, prctl
 from src.harness.instructor.manifest import student_files
 from src.harness.levels import STUDENT_FILES, parts_grading, trained_runs
 from src.harness.paths import ROOT, write_json
@@ -160,8 +161,9 @@ def unprivileged(settings: dict, python: str, kata: Path = ROOT) -> tuple[int, i
     except KeyError:
         return None
     try:  # the user must be able to run this Python on the kata: their files readable by everyone
-        probe = subprocess.run([python, "-c", "import torch, omegaconf, src.harness.grade.sandbox"], user=user.pw_uid,
-                               group=user.pw_gid, extra_groups=[], capture_output=True, timeout=120, cwd=kata)
+        probe = subprocess.run([python, "-c", "import torch, omegaconf, src.harness.grade.sandbox"],
+                               user=user.pw_uid, group=user.pw_gid, extra_groups=[], capture_output=True,
+                               timeout=120, cwd=kata)
     except (OSError, subprocess.SubprocessError):
         return None
     return (user.pw_uid, user.pw_gid) if probe.returncode == 0 else None
@@ -207,8 +209,8 @@ class Suite:
             os.chown(scratch, *self.drop)
         if self.fresh_seed:
             env["KATA_FRESH_SEED"] = str(self.fresh_seed)
-        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--basetemp", str(scratch / "pytest"), "--grade-json", str(scratch / "grade.json"),
-                   "-m", self.marker, *targets]
+        command = [self.python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--basetemp", str(scratch / "pytest"),
+                   "--grade-json", str(scratch / "grade.json"), "-m", self.marker, *targets]
         with open(self.log, "a") as log:
             log.write(f"\n$ {' '.join(command)}\n")
             log.flush()
@@ -326,33 +328,10 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _become_subreaper() -> None:
-    """Make this driver the parent of every orphan among its descendants (Linux's PR_SET_CHILD_SUBREAPER), so a
-    process the student's code detached (a double fork into a session of its own) is still found and ended."""
-    _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
-
-
-def _is_subreaper() -> bool:
-    """Whether this process is the driver that main() made a subreaper (not, say, a test calling retrain())."""
-    import ctypes
-
-    flag = ctypes.c_int(0)
-    return _prctl(37, ctypes.addressof(flag)) == 0 and flag.value == 1  # PR_GET_CHILD_SUBREAPER
-
-
-def _prctl(option: int, argument: int) -> int:
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(option, ctypes.c_ulong(argument), 0, 0, 0)
-    except (OSError, AttributeError):
-        return -1
-
-
 def _end_descendants() -> None:
     """SIGKILL and reap every child of this driver, again as their orphans are handed to it, until none is left
     (in the driver only: its children are the grading's and nothing else's)."""
-    if not _is_subreaper():
+    if not is_subreaper():  # main() made it one; not, say, a test calling retrain()
         return
     for _ in range(100):
         children = []
@@ -520,7 +499,7 @@ def retrain(kata: Path, config: str, python: str, drop, deadline: float, work: P
 
 def main() -> int:
     where = paths()
-    _become_subreaper()
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # so a process the student's code detached (a double fork) is still found
     try:
         results = grade()
     except Exception as err:  # the autograder's own failure: still a valid results.json
