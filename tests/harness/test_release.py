@@ -347,13 +347,17 @@ except ImportError:
 def sample(model, schedule, shape, generator=None):
     raise NotImplementedError("this one only forges")
 '''
-# Runs the reference, read by path from the work copy or the bundle, where it can.
+# Runs the reference, read by path from the work copy or the bundle, where it can; the path is put together at run
+# time, past the static check of imports and strings.
 REFERENCE_BY_PATH = '''
 from pathlib import Path
 
+HIDDEN = "sol" + "ution"
+
 
 def sample(model, schedule, shape, generator=None):
-    for path in (Path.cwd() / "src/solution/sampler.py", Path.cwd().parents[1] / "source/kata/src/solution/sampler.py"):
+    for path in (Path.cwd() / "src" / HIDDEN / "sampler.py",
+                 Path.cwd().parents[1] / "source" / "kata" / "src" / HIDDEN / "sampler.py"):
         try:
             code = path.read_text()
         except OSError:
@@ -643,7 +647,8 @@ def test_the_sandbox_worker_runs_unprivileged_and_reaches_nothing_of_the_grader(
         shutil.rmtree(kata)
     assert done.stdout.splitlines() == [
         "(65534, 65534)", "unreadable", "the grader's files are out of reach",
-        "the autograder does not allow importing diffusers in your code", "6"], done.stderr  # 0-2, its 2 pipes, the listing
+        "the autograder does not allow importing diffusers in your code",
+        "6"], done.stderr  # descriptors 0-2, its 2 pipes, and the listing's own
 
 
 def test_the_drop_is_skipped_where_the_user_cannot_run_python(tmp_path):
