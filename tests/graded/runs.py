@@ -173,8 +173,9 @@ def run_quality(config: str, model, run_cfg, source: CodeSource) -> dict:
     official = official_config(config)
     # A rebuilt data mirror that the run accepted (data.verify_md5=false) is accepted for the real images too.
     data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
-    return evaluate(model, make_objective(run_cfg.diffusion, source=source), to_model_range(data.val), official.data.name,
-                    data.classes, Runtime.choose("cpu", official.training.precision).autocast, data.train)
+    return evaluate(model, make_objective(run_cfg.diffusion, source=source), to_model_range(data.val),
+                    official.data.name, data.classes, Runtime.choose("cpu", official.training.precision).autocast,
+                    data.train)
 
 
 @lru_cache(maxsize=2)

@@ -115,7 +115,8 @@ def test_gradients_reach_the_label_embedding(model_class):
     x, t = _inputs(6)
     report = gradients(conditional(model_class), x, t, _labels(0, 3, 5, 9, K, K))
     assert report["attached"], "the output is cut off from the parameters (a .detach() or torch.no_grad() in forward?)"
-    assert not report["missing"], f"no gradient reaches {report['missing'][0]}: every layer must take part in forward(x, t, y)"
+    assert not report["missing"], (f"no gradient reaches {report['missing'][0]}: every layer must take part in "
+                                   "forward(x, t, y)")
     assert report["finite"], "non-finite gradient"
 
 

@@ -90,7 +90,8 @@ def test_gradients_reach_the_parameters(model_class):
     assert report["trainable"], "your model has no trainable parameters (build layers in __init__ as attributes)"
     assert report["attached"], ("no gradient reaches the parameters: the output is cut off from them "
                                 "(a .detach(), .item(), .numpy() or torch.no_grad() inside forward?)")
-    assert not report["missing"], f"no gradient reaches {report['missing'][:3]}: is the output detached, or a layer unused?"
+    assert not report["missing"], (f"no gradient reaches {report['missing'][:3]}: is the output detached, or a layer "
+                                   "unused?")
     assert report["finite"], "NaN or inf in the gradients"
     assert report["total"] > 0, "all gradients are zero"
 
@@ -102,7 +103,8 @@ def test_parameter_budget(model_class, dataset):
     budget = PARAMETER_BUDGET * RECORDING.values()["parameters"][dataset]
     counted = size(model_class(channels, size_))
     count = counted["parameters"] + counted["held"]
-    held = f", {counted['held'] / 1e6:.1f} M of them in tensors it holds besides its parameters" if counted["held"] else ""
+    held = (f", {counted['held'] / 1e6:.1f} M of them in tensors it holds besides its parameters"
+            if counted["held"] else "")
     assert count <= budget, (f"your model has {count / 1e6:.1f} M numbers for {dataset}{held}; the budget is "
                              f"{budget / 1e6:.1f} M ({PARAMETER_BUDGET}x the reference's parameters): make it smaller")
 

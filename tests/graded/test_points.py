@@ -91,7 +91,8 @@ def test_gradients_reach_the_parameters(point_model_class):
     report = gradients(point_model_class(2), x, t)
     assert report["attached"], ("no gradient reaches the parameters: the output is cut off from them "
                                 "(a .detach(), .item() or torch.no_grad() inside forward?)")
-    assert not report["missing"], f"no gradient reaches {report['missing'][:3]}: is the output detached, or a layer unused?"
+    assert not report["missing"], (f"no gradient reaches {report['missing'][:3]}: is the output detached, or a layer "
+                                   "unused?")
 
 
 @pytest.mark.points(4)
