@@ -10,6 +10,7 @@ tests/harness/test_grading.py fails when the workflow is not what this writes.
 
 import contextlib
 import io
+import json
 import math
 import shlex
 import tempfile
@@ -120,7 +121,8 @@ def workflow(points: dict[str, dict[str, float]]) -> str:
             minutes = step.minutes + math.ceil(TRAINING_MARGIN * sum(runs[c].fp32_minutes for c in train) / 10) * 10
             command = shlex.join(["uv", "run", "python", "-m", "src.harness.grade.verdict", level.part,
                                   *step_arguments(step)])
-            lines += [f"      - name: {step.name}\n", f"        id: {ident}\n",
+            name = json.dumps(step.name) if ": " in step.name else step.name  # YAML reads "a: b" as a mapping
+            lines += [f"      - name: {name}\n", f"        id: {ident}\n",
                       "        uses: classroom-resources/autograding-command-grader@v1\n", "        with:\n",
                       f"          test-name: {ident}\n"]
             if train:

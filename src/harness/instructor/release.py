@@ -74,11 +74,11 @@ LEAK_SHARE = 0.6  # a file holding this share of a reference file's lines holds 
 
 
 def leaked_reference(text: str, reference: dict[str, set[str]]) -> str | None:
-    """The reference file whose implementation `text` contains (most of its lines), if any."""
-    for name, lines in reference.items():
-        if sum(line in text for line in lines) >= LEAK_SHARE * len(lines):
-            return name
-    return None
+    """The reference file whose implementation `text` contains (most of its lines), if any; where several do (the
+    steered sampler shares DDIM's lines with the guided one), the one it holds the largest share of."""
+    shares = {name: sum(line in text for line in lines) / len(lines) for name, lines in reference.items() if lines}
+    name = max(shares, key=shares.get, default=None)
+    return name if name is not None and shares[name] >= LEAK_SHARE else None
 
 
 def check_reference(root: Path = ROOT, hidden: Path | None = None, markers: str | None = None) -> None:
