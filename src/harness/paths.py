@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"
+# The reference's recorded trained runs (instructor repository only; see src/harness/levels.py).
+REFERENCE_RUNS = ROOT / "src" / "solution" / "runs"
 # The offline data root: KATA_DATA_ROOT, else ../shared/data beside the checkout (as in CI).
 SHARED_DATA = Path(os.environ.get("KATA_DATA_ROOT", ROOT.parent / "shared" / "data"))
 

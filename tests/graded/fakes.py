@@ -7,6 +7,7 @@ Shared with the harness's own tests and tests/graded/record.py. Shipped to stude
 
 import torch
 
+from src.harness.grade.fakes import GaussianDataDenoiser, gaussian_data_eps  # noqa: F401 (shared here)
 from src.harness.run.schedule import NoiseSchedule
 
 
@@ -23,25 +24,6 @@ class RecordingModel(torch.nn.Module):
         self.calls.append((t.tolist(), x.detach().clone()))
         phase = (t.float() / self.num_timesteps).view(-1, 1, 1, 1)
         return self.weight * torch.tanh(x) * torch.cos(3 * phase) + 0.1 * phase
-
-
-class GaussianDataDenoiser(torch.nn.Module):
-    """The exact eps-prediction for data x_0 ~ N(mean, std^2), pixel by pixel.
-
-    x_t ~ N(sqrt(abar) mean, abar std^2 + 1 - abar), and E[eps | x_t] = sqrt(1 - abar) (x_t - sqrt(abar) mean) / var.
-    """
-
-    def __init__(self, schedule, mean: float, std: float):
-        super().__init__()
-        self.abar, self.mean, self.std = schedule.alphas_cumprod, mean, std
-
-    def forward(self, x, t):
-        return gaussian_data_eps(self.abar[t].view(-1, 1, 1, 1), x, self.mean, self.std)
-
-
-def gaussian_data_eps(abar: torch.Tensor, x: torch.Tensor, mean, std: float) -> torch.Tensor:
-    """E[eps | x_t] for data N(mean, std^2) at alpha-bar `abar` (both broadcast over x)."""
-    return (1 - abar).sqrt() * (x - abar.sqrt() * mean) / (abar * std ** 2 + 1 - abar)
 
 
 class ClassGaussianDenoiser(torch.nn.Module):
