@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from src.harness.levels import trained_runs
 from src.harness.loading import REFERENCE, CodeSource
-from src.harness.paths import ROOT
+from src.harness.paths import REFERENCE_RUNS, ROOT
 from src.harness.policy import bars_of
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.config import Config, official_config, output_dir, recipe_changes
@@ -35,7 +35,6 @@ def checkpoint_path(config: str, source: CodeSource):
 
 # The reference's recorded runs (EMA weights and what main.py recorded; instructor repository only), one per run a
 # level grades (src/harness/levels.py), written by `uv run python -m tests.graded.record --runs`.
-REFERENCE_RUNS = ROOT / "src" / "solution" / "runs"
 RECORD_COMMAND = "uv run python -m tests.graded.record --runs"
 
 
@@ -68,7 +67,11 @@ def trained_model(config: str, model_class, source: CodeSource):
     shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
     kind = kind_of(run_cfg.data.name)
     arguments = conditioning_of(run_cfg).model_arguments
-    model = build_model(run_cfg, REFERENCE) if source.reference else kind.build(model_class, shape, arguments)
+    if model_class is None:  # the reference's, here (reference_model)
+        model = build_model(run_cfg, REFERENCE)
+    else:  # where the code under test lives: a sampler graded on it takes gradients through it (Level 9)
+        architecture = OmegaConf.to_container(run_cfg.model) if source.reference else {}
+        model = kind.build(model_class, shape, architecture | arguments)
     try:
         model.load_state_dict(state["ema"]["model"])
     except RuntimeError as err:
