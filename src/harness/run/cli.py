@@ -171,7 +171,12 @@ def run_metadata(cfg, source: CodeSource) -> dict:
 
 
 def run(cfg, args) -> int:
-    """Build, train (or load), validate, sample and evaluate; every phase writes into the run folder."""
+    """Build, train (or load), validate, sample and evaluate; every phase writes into the run folder. A steering run
+    (Level 9) trains nothing: it steers a finished run."""
+    if cfg.steering.run:
+        from src.harness.run.steering import run_steering
+
+        return run_steering(cfg, args)
     out = output_dir(cfg, args.source)
     state = open_run_folder(out / "checkpoint.pt", cfg, args)
     if args.resume and state["step"] >= state.get("total_steps", float("inf")) and (out / "metrics.json").exists():

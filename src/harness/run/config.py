@@ -132,6 +132,21 @@ class SamplingConfig:
 
 
 @dataclass
+class SteeringConfig:
+    """Level 9: a trained run's samples steered at inference (src/harness/run/steering.py). A steering run trains
+    nothing; the level grades the scales marked "graded"."""
+
+    run: str | None = None  # the config whose finished run is steered; null: this is not a steering run
+    steps: int = checked(20, POSITIVE)  # steered DDIM steps, each a model call and a gradient through it
+    num_images: int = checked(20, POSITIVE)  # held-out images inpainted, top half kept
+    inpainting_scales: list[float] = field(default_factory=lambda: [0.0, 3.0, 10.0, 30.0])  # rows of inpainting.png
+    inpainting_scale: float = checked(10.0, NON_NEGATIVE)  # graded
+    per_class: int = checked(10, POSITIVE)  # class-steered samples per class and scale
+    class_scales: list[float] = field(default_factory=lambda: [0.0, 1.0, 3.0, 10.0])  # rows of steering.png
+    class_scale: float = checked(3.0, NON_NEGATIVE)  # graded
+
+
+@dataclass
 class OutputConfig:
     root: str = "outputs"
     name: str | None = None  # default: the config file's name, plus "-solution" for reference runs
@@ -148,6 +163,7 @@ class Config:
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -180,7 +196,7 @@ def official_config(name: str, overrides=()) -> DictConfig:
 # Settings that do not change what a run learns: where data comes from, how it reports, how it samples afterwards.
 NOT_RECIPE = ("data.root", "data.download", "data.verify_md5", "training.precision", "training.checkpoint_every",
               "training.log_every", "training.eval_every", "training.preview_every", "training.val_batch_size",
-              "conditioning.guidance_scale", "sampling", "output")
+              "conditioning.guidance_scale", "sampling", "steering", "output")
 
 
 def recipe_changes(recorded: dict, wanted: DictConfig) -> list[str]:

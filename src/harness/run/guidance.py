@@ -62,9 +62,9 @@ def class_rows(samples: torch.Tensor, labels: torch.Tensor, num_classes: int, co
     return torch.cat([samples[labels == k][:columns] for k in range(num_classes)])
 
 
-def guidance_strip(scores: dict, classes: list[str], path: Path) -> None:
-    """One row per guidance scale, one column per class: the first sample of each class, the same seed in every
-    row."""
+def guidance_strip(scores: dict, classes: list[str], path: Path, symbol: str = "w") -> None:
+    """One row per scale (`symbol` = its value: w for guidance, Level 9's steering scale), one column per class: the
+    first sample of each class, the same seed in every row."""
     import matplotlib.pyplot as plt
 
     from src.harness.run.data import to_uint8
@@ -81,7 +81,7 @@ def guidance_strip(scores: dict, classes: list[str], path: Path) -> None:
             if r == 0:
                 ax.set_title(classes[c], fontsize=7)
         agreement = "" if entry["agreement"] is None else f"\n{entry['agreement']:.0%}"
-        axes[r][0].set_ylabel(f"w = {scale:g}{agreement}", fontsize=8)
+        axes[r][0].set_ylabel(f"{symbol} = {scale:g}{agreement}", fontsize=8)
     fig.tight_layout(pad=0.3)
     fig.savefig(path, dpi=100)
     plt.close(fig)
