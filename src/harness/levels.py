@@ -48,6 +48,8 @@ STUDENT_FILES = (
                                "harness's own sampler", functions=("sample", "ddim_sample", "guided_sample")),
     StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7: docs/levels/level7.md)",
                 functions=("flow_matching_pair", "euler_sample")),
+    StudentFile("steer", "implement steered_sample there (Level 9: docs/levels/level9.md)",
+                functions=("steered_sample",)),
 )
 
 
@@ -116,6 +118,10 @@ LEVELS = (
                       "tests)", "not fashion_mnist", runs=("moons_flow",)),
         ClassroomStep("Level 7 (train your model on Fashion-MNIST with your flow matching, then its samples)",
                       "fashion_mnist", runs=("fashion_mnist_flow",)))),
+    Level("level9", "steering a trained model at inference", ("steer", "model"),
+          (FASHION_MNIST,), steps=(
+        ClassroomStep("Level 9 (your steered sampler)", "not trained_run", runs=()),
+        ClassroomStep("Level 9 (steer your Level 1 run: inpainting and classes)", "trained_run"))),
 )
 
 

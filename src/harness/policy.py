@@ -175,3 +175,14 @@ FLOW_PAIR_ATOL = 1e-5
 # Euler steps with the exact velocity of Gaussian data: the step error shrinks as 1 / N, and at 100 steps the
 # samples' std lands within 0.006 of the data's, well inside GAUSSIAN_MOMENT_TOLERANCE.
 FLOW_GAUSSIAN_STEPS = 100
+
+# ------------------------------------------------------------------------------------- level 9: steering
+# Level 1's trained run steered with the official scales of configs/fashion_mnist_steer.yaml (20 steered DDIM steps;
+# `main.py --config configs/fashion_mnist_steer.yaml` prints every scale). Inpainting, top half kept, at the
+# inpainting scale: the root mean square error on the known half at most this (images in [-1, 1]) ...
+STEERED_INPAINTING_RMSE = 0.25
+# ... and at least this share of the inpainted images in their original's class by the shipped classifier.
+STEERED_INPAINTING_KEPT_CLASS = 0.4
+# Class steering of the unconditional model at the class scale: at least this share in the class asked for (chance:
+# 10%).
+STEERED_AGREEMENT = 0.4
