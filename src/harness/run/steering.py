@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from src.harness.paths import REFERENCE_RUNS
 from src.harness.run.config import Config, ConfigError, official_config, output_dir
-from src.harness.run.data import DATASETS, load_data, model_input
+from src.harness.run.data import load_data, model_input
 from src.harness.run.guidance import class_agreement, guidance_strip
 from src.harness.run.kinds import build_model
 from src.harness.run.quality import classifier_path, load_classifier
@@ -132,8 +132,7 @@ def steered_checkpoint(run: str, source, root: str) -> Path:
 
 def run_steering(cfg, args) -> int:
     """Steer the trained run of cfg.steering.run: inpainting.png, steering.png and metrics.json in the run folder."""
-    steering = cfg.steering
-    checkpoint = steered_checkpoint(steering.run, args.source, cfg.output.root)
+    checkpoint = steered_checkpoint(cfg.steering.run, args.source, cfg.output.root)
     state = load_checkpoint(checkpoint)
     run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
     run_cfg.data.root, run_cfg.data.download = cfg.data.root, cfg.data.download
@@ -147,48 +146,52 @@ def run_steering(cfg, args) -> int:
     out = output_dir(cfg, args.source)
     out.mkdir(parents=True, exist_ok=True)
     who = "the reference's steered sampler" if args.source.reference else "your steered sampler (src/steer.py)"
-    print(f"Steering {checkpoint} with {who}, {steering.steps} steps, device {runtime.device.type}, "
+    print(f"Steering {checkpoint} with {who}, {cfg.steering.steps} steps, device {runtime.device.type}, "
           f"{runtime.precision}. Outputs: {out}/")
+    steering = (steered_sample, model, schedule)  # what inpainted and class_steered start with
     metrics = {"config": args.config, "solution": args.source.reference, "steered_run": str(checkpoint),
-               "steps": steering.steps, "precision": runtime.precision}
-
-    images = model_input(data.val[:steering.num_images])
-    labels = data.val_labels[:steering.num_images]
-    tic = time.perf_counter()
-    inpaintings, table = {}, {}
-    for scale in steering.inpainting_scales:
-        with runtime.autocast():
-            inpaintings[scale] = inpainted(steered_sample, model, schedule, images, scale, steering.steps,
-                                           cfg.sampling.seed)
-        table[scale] = inpainting_scores(inpaintings[scale], images, labels, run_cfg.data.name)
-    inpainting_figure(images, {scale: inpaintings[scale] for scale in steering.inpainting_scales},
-                      out / "inpainting.png")
-    metrics |= {"inpainting": {str(scale): entry for scale, entry in table.items()},
-                "inpainting_seconds": round(time.perf_counter() - tic, 2)}
-    print(describe_inpainting(table, steering.inpainting_scale))
-
-    if not classifier_path(run_cfg.data.name).exists():
+               "steps": cfg.steering.steps, "precision": runtime.precision}
+    metrics |= _inpainting_phase(cfg, steering, data, run_cfg.data.name, runtime, out)
+    if classifier_path(run_cfg.data.name).exists():
+        metrics |= _class_phase(cfg, steering, data, run_cfg.data.name, runtime, out)
+    else:
         print(f"No classifier is shipped for {run_cfg.data.name}: no class steering.")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        return 0
-    tic = time.perf_counter()
-    num_classes = DATASETS[run_cfg.data.name].num_classes
-    class_labels = torch.arange(num_classes).repeat(steering.per_class)
-    scores = {}
-    for scale in steering.class_scales:
-        with runtime.autocast():
-            samples = class_steered(steered_sample, model, schedule, tuple(images.shape[1:]), class_labels,
-                                    run_cfg.data.name, scale, steering.steps, cfg.sampling.seed)
-        scores[scale] = {"agreement": class_agreement(samples, class_labels, run_cfg.data.name), "samples": samples,
-                         "labels": class_labels}
-    guidance_strip(scores, data.classes, out / "steering.png", symbol="scale")
-    metrics |= {"class_agreement": {str(scale): entry["agreement"] for scale, entry in scores.items()},
-                "class_seconds": round(time.perf_counter() - tic, 2)}
-    print(describe_class_steering(scores, steering.class_scale, 1 / num_classes))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    print(f"inpainting in {metrics['inpainting_seconds']:.0f} s, class steering in {metrics['class_seconds']:.0f} s: "
-          f"{out / 'inpainting.png'}, {out / 'steering.png'}")
     return 0
+
+
+def _inpainting_phase(cfg, steering, data, dataset: str, runtime, out: Path) -> dict:
+    """Inpaint the first held-out images at every scale of the config: inpainting.png and the scores."""
+    settings, tic = cfg.steering, time.perf_counter()
+    images, labels = model_input(data.val[:settings.num_images]), data.val_labels[:settings.num_images]
+    drawn, table = {}, {}
+    for scale in settings.inpainting_scales:
+        with runtime.autocast():
+            drawn[scale] = inpainted(*steering, images, scale, settings.steps, cfg.sampling.seed)
+        table[scale] = inpainting_scores(drawn[scale], images, labels, dataset)
+    inpainting_figure(images, drawn, out / "inpainting.png")
+    print(describe_inpainting(table, settings.inpainting_scale))
+    seconds = round(time.perf_counter() - tic, 2)
+    print(f"inpainting in {seconds:.0f} s: {out / 'inpainting.png'}")
+    return {"inpainting": {str(scale): entry for scale, entry in table.items()}, "inpainting_seconds": seconds}
+
+
+def _class_phase(cfg, steering, data, dataset: str, runtime, out: Path) -> dict:
+    """Steer towards every class at every scale of the config: steering.png and the class agreement."""
+    settings, tic = cfg.steering, time.perf_counter()
+    labels = torch.arange(len(data.classes)).repeat(settings.per_class)
+    scores = {}
+    for scale in settings.class_scales:
+        with runtime.autocast():
+            samples = class_steered(*steering, data.sample_shape, labels, dataset, scale, settings.steps,
+                                    cfg.sampling.seed)
+        scores[scale] = {"agreement": class_agreement(samples, labels, dataset), "samples": samples, "labels": labels}
+    guidance_strip(scores, data.classes, out / "steering.png", symbol="scale")
+    print(describe_class_steering(scores, settings.class_scale, 1 / len(data.classes)))
+    seconds = round(time.perf_counter() - tic, 2)
+    print(f"class steering in {seconds:.0f} s: {out / 'steering.png'}")
+    return {"class_agreement": {str(scale): entry["agreement"] for scale, entry in scores.items()},
+            "class_seconds": seconds}
 
 
 def describe_inpainting(table: dict, graded: float) -> str:

@@ -95,7 +95,8 @@ def test_steered_mutant_is_caught(mistake, graded_test, reason):
 
 
 SAMPLER_TESTS = [*TRACE_AT.values(), GAUSSIAN, test_steer.test_each_image_is_steered_by_its_own_goal,
-                 test_steer.test_each_step_starts_a_fresh_graph, test_steer.test_works_under_no_grad_and_returns_no_history]
+                 test_steer.test_each_step_starts_a_fresh_graph,
+                 test_steer.test_works_under_no_grad_and_returns_no_history]
 
 
 def test_unmodified_steered_mutant_passes_every_sampler_test():
