@@ -193,11 +193,15 @@ def student_quality(config: str, model_class, source: CodeSource) -> dict:
     return run_quality(config, *trained_model(config, model_class, source), source)
 
 
+def quality_of(config: str, model_class, source: CodeSource) -> dict:
+    """The evaluation of `source`'s run of `config`: the reference's or the student's, once a session."""
+    return reference_quality(config) if source.reference else student_quality(config, model_class, source)
+
+
 def assert_samples_pass(judgement, config: str, model_class, source: CodeSource,
                         hint: str = "the network, see the README's Level 1 chapter") -> None:
     """Fail with the judgement's reasons (quality.judge or judge_against_reference, at the bars of `config`) and
     what helps: `hint`."""
-    quality = reference_quality(config) if source.reference else student_quality(config, model_class, source)
-    reasons = judgement(quality, bars_of(official_config(config)))
+    reasons = judgement(quality_of(config, model_class, source), bars_of(official_config(config)))
     assert not reasons, "; ".join(reasons) + (
         f" (the budget is fixed: what helps is {hint}; then rerun `{command(config, source)} --overwrite`)")

@@ -17,11 +17,12 @@ from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, 
 from src.harness.run.config import official_config
 from src.harness.run.data import DATASETS, load_data, model_input
 from src.harness.run.guidance import class_agreement
+from src.harness.run.quality import judge
 from src.harness.run.runtime import Runtime
 from src.harness.run.schedule import NoiseSchedule
 from src.harness.run.steering import inpainting_scores
 from tests.graded.recorded import Recording, trace_seed
-from tests.graded.runs import command, trained_model
+from tests.graded.runs import command, quality_of, trained_model
 
 pytestmark = pytest.mark.level9
 T = 1000
@@ -219,6 +220,11 @@ def test_trained_run_inpaints_the_known_half(model_class, steered_sample, source
 @pytest.mark.timeout(3600)
 def test_trained_run_steers_towards_the_class(model_class, steered_sample, source):
     scale = official_config("fashion_mnist_steer").steering.class_scale
+    not_recognisable = judge(quality_of("fashion_mnist", model_class, source), "fashion_mnist")
+    assert not not_recognisable, (
+        "class steering is graded on a Level 1 run whose samples are recognisable, and yours are not yet ("
+        f"{not_recognisable[0]}): steering a network that draws no garments only fools the classifier. Pass Level "
+        "1's test_fashion_mnist_samples_are_recognisable first")
     agreement = _steered_run(model_class, steered_sample, source)["agreement"]
     assert agreement >= STEERED_AGREEMENT, (
         f"at scale {scale:g}, the classifier sees the class asked for in {agreement:.0%} of your samples (chance: "

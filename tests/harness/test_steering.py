@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from src.harness.paths import ROOT
@@ -31,6 +32,7 @@ QUICK_STEERING = ["steering.steps=2", "steering.num_images=3", "steering.per_cla
                   "steering.inpainting_scales=[0.0,10.0]", "steering.class_scales=[0.0,3.0]"]
 
 
+@pytest.mark.slow  # a main.py process: the full suite's
 def test_a_steering_run_steers_the_recorded_reference_run(tmp_path):
     shared_data("fashion_mnist")
     result = run_main(ROOT, "--config", "configs/fashion_mnist_steer.yaml", "--solution",
@@ -43,6 +45,7 @@ def test_a_steering_run_steers_the_recorded_reference_run(tmp_path):
     assert set(metrics["inpainting"]) == {"0.0", "10.0"} and set(metrics["class_agreement"]) == {"0.0", "3.0"}
 
 
+@pytest.mark.slow  # a main.py process in a copy of the kata: the full suite's
 def test_a_steering_run_without_a_trained_run_says_what_to_train(tmp_path):
     kata = kata_copy(tmp_path, model=STUB_MODEL)
     result = run_main(kata, "--config", "configs/fashion_mnist_steer.yaml")

@@ -138,7 +138,7 @@ class SteeringConfig:
 
     run: str | None = None  # the config whose finished run is steered; null: this is not a steering run
     steps: int = checked(20, POSITIVE)  # steered DDIM steps, each a model call and a gradient through it
-    num_images: int = checked(20, POSITIVE)  # held-out images inpainted, top half kept
+    num_images: int = checked(50, POSITIVE)  # held-out images inpainted, top half kept (inpainting.png: 20)
     inpainting_scales: list[float] = field(default_factory=lambda: [0.0, 3.0, 10.0, 30.0])  # rows of inpainting.png
     inpainting_scale: float = checked(10.0, NON_NEGATIVE)  # graded
     per_class: int = checked(10, POSITIVE)  # class-steered samples per class and scale

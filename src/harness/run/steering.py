@@ -94,12 +94,14 @@ def inpainting_scores(samples: torch.Tensor, images: torch.Tensor, labels: torch
             "kept_class": kept}
 
 
-def inpainting_figure(images: torch.Tensor, samples: dict, path: Path) -> None:
-    """Columns: the images; rows: the input (the half to draw blanked), each scale's samples, the original."""
+def inpainting_figure(images: torch.Tensor, samples: dict, path: Path, columns: int = 20) -> None:
+    """Columns: the first `columns` images; rows: the input (the half to draw blanked), each scale's samples, the
+    original."""
     import matplotlib.pyplot as plt
 
     from src.harness.run.data import to_uint8
 
+    images, samples = images[:columns], {scale: drawn[:columns] for scale, drawn in samples.items()}
     blanked = images * top_half(tuple(images.shape[1:]))
     rows = {"input": blanked, **{f"scale {scale:g}": drawn for scale, drawn in samples.items()}, "original": images}
     fig, axes = plt.subplots(len(rows), len(images), figsize=(len(images) * 0.8, len(rows) * 0.85 + 0.2),
