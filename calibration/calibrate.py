@@ -64,14 +64,8 @@ def generators(config: str, cfg, data):
         samples = model_samples(model)
         reference = samples if key == "reference" else reference
         yield key, description, samples
-    torch.manual_seed(0)
-    yield "untrained", "untrained model", model_samples(build_model(cfg, REFERENCE))
-    with tempfile.TemporaryDirectory() as scratch:
-        short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
-        torch.manual_seed(0)
-        model = build_model(short, REFERENCE)
-        ema = train(short, model, objective, data.train, runtime, Path(scratch) / "checkpoint.pt").ema.model
-        yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", model_samples(ema)
+    for key, description, model in weak_networks(cfg, data, objective):
+        yield key, description, model_samples(model)
     yield "noise", "pure noise", torch.randn(shape, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     yield "one_class", f"one class repeated (real {data.classes[1]})", _real_of_classes(data, [1])
     yield "few_classes", "mode collapse: three classes (real images)", _real_of_classes(data, [0, 1, 7])
@@ -106,6 +100,23 @@ class Memoriser(torch.nn.Module):
             log_weights = (2 * abar.sqrt() * flat @ self.images.T - abar * self.images.pow(2).sum(1)) / (2 * (1 - abar))
             x0 = log_weights.softmax(1) @ self.images
             return ((flat - abar.sqrt() * x0) / (1 - abar).sqrt()).view_as(x).to(x.dtype)
+
+
+def weak_networks(cfg, data, objective=None, **conditioning):
+    """("untrained", ...) and ("barely_trained", ...): (key, description, network in eval mode) of the reference's
+    network untrained and trained BARELY_TRAINED_STEPS steps of `cfg` from seed 0, what a student's run that learned
+    nothing, or little, resembles. `objective`: the run's (default: its diffusion's); `conditioning`: train's
+    train_labels and conditioning, for a class-conditional config."""
+    torch.manual_seed(0)
+    yield "untrained", "untrained model", build_model(cfg, REFERENCE).eval()
+    with tempfile.TemporaryDirectory() as scratch:
+        short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
+        torch.manual_seed(0)
+        model = build_model(short, REFERENCE)
+        runtime = Runtime.choose("cpu", cfg.training.precision)
+        ema = train(short, model, objective or make_objective(short.diffusion), data.train, runtime,
+                    Path(scratch) / "checkpoint.pt", **conditioning).ema.model
+        yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", ema.eval()
 
 
 def trained_models(config: str, cfg):

@@ -12,13 +12,11 @@ tests/harness/test_calibration.py checks.
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from calibration.calibrate import GRIDS, PADDING, VERDICTS, load_samples, trained_models
+from calibration.calibrate import GRIDS, PADDING, VERDICTS, load_samples, trained_models, weak_networks
 from src.harness.loading import REFERENCE
 from src.harness.policy import AGREEMENT_PER_CLASS, GUIDANCE_SCALES, GUIDED_AGREEMENT, UNGUIDED_AGREEMENT
 from src.harness.run.conditioning import conditioning_of
@@ -26,10 +24,8 @@ from src.harness.run.config import official_config
 from src.harness.run.data import load_data
 from src.harness.run.figures import image_grid
 from src.harness.run.guidance import class_agreement, guidance_scores
-from src.harness.run.kinds import build_model
 from src.harness.run.objective import make_objective
 from src.harness.run.runtime import Runtime
-from src.harness.run.train import train
 
 CONFIG = "fashion_mnist_cfg"
 BARELY_TRAINED_STEPS = 60
@@ -38,20 +34,11 @@ SHAPE = (1, 28, 28)
 
 def generators(cfg, data):
     """(key, description, model) for every class-conditional model that can be scored now."""
-    runtime = Runtime.choose("cpu", cfg.training.precision)
     reference = None
     for key, description, model in trained_models(CONFIG, cfg):
         reference = model if key == "reference" else reference
         yield key, description, model
-    torch.manual_seed(0)
-    yield "untrained", "untrained model", build_model(cfg, REFERENCE).eval()
-    with tempfile.TemporaryDirectory() as scratch:
-        short = OmegaConf.merge(cfg, {"training": {"max_steps": BARELY_TRAINED_STEPS}})
-        torch.manual_seed(0)
-        model = build_model(short, REFERENCE)
-        ema = train(short, model, make_objective(short.diffusion), data.train, runtime, Path(scratch) / "c.pt",
-                    train_labels=data.train_labels, conditioning=conditioning_of(short)).ema.model
-        yield "barely_trained", f"barely trained ({BARELY_TRAINED_STEPS} steps)", ema.eval()
+    yield from weak_networks(cfg, data, train_labels=data.train_labels, conditioning=conditioning_of(cfg))
     if reference is not None:
         yield "ignores_labels", "labels never reach the network (the reference, given the null label)", \
             IgnoresLabels(reference)
