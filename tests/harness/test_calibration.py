@@ -1,11 +1,12 @@
-"""The bars of Levels 0, 1, 3, 6 and 7 agree with a person on every generator of the calibration zoo.
+"""The bars of Levels 0, 1, 3, 6, 7 and 9 agree with a person on every generator of the calibration zoo.
 
 calibration/grids/<config>/ holds the 256 evaluation samples of each generator (real images, the reference,
 independently written student models trained at the official budget, and broken generators), drawn once by
 `uv run python -m calibration.calibrate <config>`; calibration/verdicts.json holds what a person saw in each
 grid. Level 6's guided samples, one row per class at each guidance scale, are in
 calibration/grids/fashion_mnist_cfg/ (`uv run python -m calibration.guidance`). The point sets of Levels 0, 5 and 7 are in calibration/grids/moons{,_flow,-ddim-eta0,-ddim-eta1}/samples.pt
-(`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`).
+(`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`). Level 9's steered Level 1 runs,
+inpainted and class-steered, are in calibration/grids/fashion_mnist_steer/ (`uv run python -m calibration.steering`).
 A change to the metric or its thresholds that turns any verdict fails here.
 """
 
@@ -13,6 +14,7 @@ import pytest
 
 from calibration import guidance as guidance_calibration
 from calibration import points as points_calibration
+from calibration import steering as steering_calibration
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
 from src.harness.run.data import to_model_range
 from src.harness.run.points import chamfer_ratio, point_quality
@@ -48,6 +50,9 @@ def test_every_recorded_verdict_has_its_grid():
     for key in guidance_calibration.human_verdicts():
         for scale in guidance_calibration.GUIDANCE_SCALES:
             assert guidance_calibration.grid_path(key, scale).is_file(), f"{key} at w = {scale:g}: run guidance"
+    for key in steering_calibration.human_verdicts():
+        for what in ("inpainting", "class"):
+            assert steering_calibration.grid_path(key, what).is_file(), f"{key}-{what}.png: run calibration.steering"
 
 
 @pytest.mark.parametrize("config, dataset, key", list(_cases()))
@@ -88,3 +93,15 @@ def test_point_grader_agrees_with_the_person(moons, config, key):
     assert points_calibration.grader_verdict(quality) == person, (
         f"{config}/{key}: a person says {person}, the grader {points_calibration.grader_verdict(quality)} "
         f"(Chamfer {chamfer_ratio(quality):.2f}x)")
+
+
+@pytest.mark.parametrize("key", list(steering_calibration.human_verdicts()))
+def test_steering_grader_agrees_with_the_person(key):
+    shared_data("fashion_mnist")  # the held-out images that were inpainted
+    scores = steering_calibration.stored_scores(key)
+    grader = steering_calibration.grader_verdicts(scores)
+    person = steering_calibration.human_verdicts()[key]
+    for bar, verdict in grader.items():
+        assert verdict == person[bar], (
+            f"fashion_mnist_steer/{key}, {bar}: a person says {person[bar]}, the grader {verdict} (known-half RMSE "
+            f"{scores['known_rmse']:.3f}, class kept {scores['kept_class']:.0%}, agreement {scores['agreement']:.0%})")
