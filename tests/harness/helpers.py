@@ -1,5 +1,6 @@
 """Small settings and a scratch copy of the kata for the harness's own tests."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -153,3 +154,12 @@ class BackgroundRun:
             self.process.wait()
         self._log.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def submission(name: str):
+    """tests/harness/submissions/<name>.py, a student's file written unlike the reference, loaded as a module."""
+    spec = importlib.util.spec_from_file_location(f"submitted_{name}", ROOT / "tests" / "harness" / "submissions"
+                                                  / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,14 +1,13 @@
 """Level 6: broken class-conditional models and guided samplers each fail a named graded test."""
 
-import importlib.util
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
 
 from src.solution.model import DiffusionModel as Reference
 from tests.graded import test_guidance
+from tests.harness.helpers import submission
 from tests.harness.mutants import caught, small
 
 
@@ -142,10 +141,7 @@ def test_unmodified_guided_mutant_passes_every_guided_test():
 
 def test_a_guided_sampler_written_unlike_the_reference_passes_every_guided_test():
     """tests/harness/submissions/sampler.py: w as (1 - w) eps_uncond + w eps_cond, eps_hat inlined."""
-    path = Path(__file__).parents[1] / "submissions" / "sampler.py"
-    spec = importlib.util.spec_from_file_location("submitted_sampler", path)
-    submitted = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(submitted)
+    submitted = submission("sampler")
     for graded_test in [*GUIDED_TRACE_AT.values(),
                         test_guidance.test_w_0_draws_the_unconditional_model_and_w_1_the_conditional,
                         test_guidance.test_returns_clipped_samples_without_autograd_history]:

@@ -1,13 +1,12 @@
 """Level 9: broken steered samplers each fail a named graded test, with a message that names the mistake."""
 
-import importlib.util
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.graded import test_steer
+from tests.harness.helpers import submission
 
 
 def steered(model, schedule, shape, goal, scale=1.0, generator=None, num_steps=50, *, sign_flipped=False,
@@ -106,9 +105,6 @@ def test_unmodified_steered_mutant_passes_every_sampler_test():
 
 def test_a_steered_sampler_written_unlike_the_reference_passes_every_sampler_test():
     """tests/harness/submissions/steer.py, written from the stub and the chapter alone (docs/calibration/level9.md)."""
-    path = Path(__file__).parents[1] / "submissions" / "steer.py"
-    spec = importlib.util.spec_from_file_location("submitted_steer", path)
-    submitted = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(submitted)
+    submitted = submission("steer")
     for graded_test in SAMPLER_TESTS:
         graded_test(steered_sample=submitted.steered_sample)
