@@ -16,7 +16,6 @@ generators alone.
 """
 
 import argparse
-import importlib.util
 import json
 from functools import lru_cache, partial
 from pathlib import Path
@@ -26,30 +25,23 @@ from omegaconf import OmegaConf
 
 from calibration.calibrate import GRIDS, PADDING, VERDICTS, load_samples, score_grid, trained_models, weak_networks
 from src.harness.loading import REFERENCE
-from src.harness.paths import REFERENCE_RUNS, ROOT
+from src.harness.paths import REFERENCE_RUNS
 from src.harness.policy import STEERED_AGREEMENT, STEERED_INPAINTING_KEPT_CLASS, STEERED_INPAINTING_RMSE
 from src.harness.run.config import Config, official_config
-from src.harness.run.data import load_data, model_input, to_model_range
+from src.harness.run.data import load_data, to_model_range
 from src.harness.run.figures import image_grid
 from src.harness.run.guidance import class_agreement
-from src.harness.run.quality import judge
 from src.harness.run.kinds import build_model
 from src.harness.run.objective import make_objective
+from src.harness.run.quality import judge
 from src.harness.run.runtime import Runtime
-from src.harness.run.steering import class_steered, inpainted, inpainting_scores
+from src.harness.run.steering import class_steered, inpainted, inpainting_scores, steering_inputs
 from src.harness.run.train import load_checkpoint
+from tests.harness.helpers import submission
 
 CONFIG = "fashion_mnist_steer"
 BARELY_TRAINED_STEPS = 60
 SHAPE = (1, 28, 28)
-
-
-def _submitted_sampler():
-    path = ROOT / "tests" / "harness" / "submissions" / "steer.py"
-    spec = importlib.util.spec_from_file_location("submitted_steer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.steered_sample
 
 
 def _flipped(steered_sample):
@@ -77,7 +69,7 @@ def generators(data):
     """(key, description, model, steered sampler): each model with the reference's sampler, the reference and the
     weakest zoo network with the independently written one, and the reference with broken samplers."""
     reference_sampler = REFERENCE.module("steer").steered_sample
-    submitted = _submitted_sampler()
+    submitted = submission("steer").steered_sample
     for key, description, model in models(data):
         yield key, description, model, reference_sampler
         if key == "reference" or key.startswith("zoo-"):
@@ -96,12 +88,11 @@ def grid_path(key: str, what: str) -> Path:
     return GRIDS / CONFIG / f"{key}-{what}.png"
 
 
+@lru_cache
 def inputs():
-    """(official steering config, images to inpaint (N, C, H, W), their labels (N,), class labels (K * per_class,))."""
+    """(the official steering config, then steering_inputs: the images to inpaint, their labels, the class labels)."""
     steering = official_config(CONFIG).steering
-    data = load_data(official_config("fashion_mnist").data)
-    images, labels = model_input(data.val[:steering.num_images]), data.val_labels[:steering.num_images]
-    return steering, images, labels, torch.arange(len(data.classes)).repeat(steering.per_class)
+    return steering, *steering_inputs(steering, load_data(official_config("fashion_mnist").data))
 
 
 def draw(key: str, model, steered_sample, autocast) -> None:

@@ -15,12 +15,12 @@ from src.harness.policy import (DDIM_GAUSSIAN_STEPS, GAUSSIAN_MOMENT_TOLERANCE, 
                                 SAMPLER_X_T_ATOL, STEERED_AGREEMENT, STEERED_INPAINTING_KEPT_CLASS,
                                 STEERED_INPAINTING_RMSE)
 from src.harness.run.config import official_config
-from src.harness.run.data import DATASETS, load_data, model_input
+from src.harness.run.data import load_data
 from src.harness.run.guidance import class_agreement
 from src.harness.run.quality import judge
 from src.harness.run.runtime import Runtime
 from src.harness.run.schedule import NoiseSchedule
-from src.harness.run.steering import inpainting_scores
+from src.harness.run.steering import inpainting_scores, steering_inputs
 from tests.graded.recorded import Recording, trace_seed
 from tests.graded.runs import command, quality_of, trained_model
 
@@ -183,12 +183,10 @@ def _steered_run(model_class, steered_sample, source: CodeSource) -> dict:
     model, run_cfg = trained_model("fashion_mnist", model_class, source)
     steering = official_config("fashion_mnist_steer").steering
     schedule = NoiseSchedule.from_config(run_cfg.diffusion)
-    data = load_data(official_config("fashion_mnist").data)
-    images, labels = model_input(data.val[:steering.num_images]), data.val_labels[:steering.num_images]
+    images, labels, class_labels = steering_inputs(steering, load_data(official_config("fashion_mnist").data))
     autocast = Runtime.choose("cpu", official_config("fashion_mnist").training.precision).autocast
     with autocast():
         samples = inpainted(steered_sample, model, schedule, images, steering.inpainting_scale, steering.steps)
-    class_labels = torch.arange(DATASETS["fashion_mnist"].num_classes).repeat(steering.per_class)
     with autocast():
         steered = class_steered(steered_sample, model, schedule, tuple(images.shape[1:]), class_labels,
                                 "fashion_mnist", steering.class_scale, steering.steps)

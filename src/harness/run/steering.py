@@ -57,6 +57,15 @@ def top_half(sample_shape: tuple[int, ...]) -> torch.Tensor:
     return mask
 
 
+def steering_inputs(settings, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a steering run (its `steering` config) draws from `data`: the first num_images held-out images to inpaint
+    (N, C, H, W) in [-1, 1], their labels (N,), and the class asked of each class-steered sample, 0, 1, ..., K-1,
+    0, 1, ..., per_class times: (K * per_class,)."""
+    count = settings.num_images
+    return (model_input(data.val[:count]), data.val_labels[:count],
+            torch.arange(len(data.classes)).repeat(settings.per_class))
+
+
 def inpainted(steered_sample, model, schedule, images: torch.Tensor, scale: float, num_steps: int,
               seed: int = 0) -> torch.Tensor:
     """(N, C, H, W) on the CPU: one sample per image of `images` (N, C, H, W) in [-1, 1], steered to keep its top
@@ -165,7 +174,7 @@ def run_steering(cfg, args) -> int:
 def _inpainting_phase(cfg, steering, data, dataset: str, runtime, out: Path) -> dict:
     """Inpaint the first held-out images at every scale of the config: inpainting.png and the scores."""
     settings, tic = cfg.steering, time.perf_counter()
-    images, labels = model_input(data.val[:settings.num_images]), data.val_labels[:settings.num_images]
+    images, labels, _ = steering_inputs(settings, data)
     drawn, table = {}, {}
     for scale in settings.inpainting_scales:
         with runtime.autocast():
@@ -181,7 +190,7 @@ def _inpainting_phase(cfg, steering, data, dataset: str, runtime, out: Path) -> 
 def _class_phase(cfg, steering, data, dataset: str, runtime, out: Path) -> dict:
     """Steer towards every class at every scale of the config: steering.png and the class agreement."""
     settings, tic = cfg.steering, time.perf_counter()
-    labels = torch.arange(len(data.classes)).repeat(settings.per_class)
+    _, _, labels = steering_inputs(settings, data)
     scores = {}
     for scale in settings.class_scales:
         with runtime.autocast():
