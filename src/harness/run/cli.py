@@ -24,7 +24,8 @@ from src.harness.run.config import Config, ConfigError, load_config, output_dir
 from src.harness.run.data import DATASETS, DataError, load_data, model_input
 from src.harness.run.distributed import DistributedError, Processes
 from src.harness.run.figures import save_animation, schedule_figure
-from src.harness.run.kinds import build_model, kind_of, trained_code
+from src.harness.run.kinds import build_model, kind_of, sample_shape_of, trained_code
+from src.harness.run.latent import LATENT_FILES, latent_data
 from src.harness.run.monitor import RunMonitor
 from src.harness.run.objective import OBJECTIVES, make_objective
 from src.harness.run.quality import evaluation_samples
@@ -40,7 +41,7 @@ EXPECTED_ERRORS = (ConfigError, DataError, StudentCodeError, NonFiniteLossError,
 # What a run writes into its folder; a fresh run removes them first, so nothing stale of an older run is left.
 RUN_FILES = ["checkpoint.pt", "config.yaml", "metrics.json", "history.json", "samples.png", "animation.gif",
              "curves.png", "schedule.png", "forward_process.png", "classes.png", "guidance.png", "previews",
-             "tensorboard"]
+             "tensorboard", *LATENT_FILES]
 # Keys --evaluate takes from the command line: where the data lives and how to sample, not what was trained.
 EVALUATION_KEYS = ["data.root", "data.download", "data.verify_md5", "training.precision", "training.val_batch_size",
                    "sampling", "output"]
@@ -185,6 +186,9 @@ def run(cfg, args) -> int:
         return 0
     if args.evaluate:
         cfg = evaluation_config(cfg, args.overrides, state, out / "checkpoint.pt")
+    if cfg.latent.channels and (args.benchmark or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        raise ConfigError("a latent run (Level 8) trains its autoencoder, then its diffusion, in one process: start "
+                          "it with `uv run python main.py ...`, without --benchmark or torchrun")
     runtime = chosen_runtime(args.device, cfg.training.precision)
     processes = join_processes(args, runtime)
     conditioning = conditioning_of(cfg)
@@ -200,19 +204,22 @@ def run(cfg, args) -> int:
               conditioning=conditioning)
         processes.close()
         return 0
-    val_images = model_input(data.val)
     prepare_run_folder(out, cfg, args)
-    described = describe_run(cfg, args, runtime, model, data, out)
+    kind, latent_metrics = kind_of(cfg.data.name), {}
+    if cfg.latent.channels:  # Level 8: the autoencoder first, then diffusion on what it encodes
+        kind, data, latent_metrics = latent_data(cfg, args.source, runtime, data, state, out, out / "checkpoint.pt")
+    val_images = model_input(data.val)
+    described = describe_run(cfg, args, runtime, model, data, out, kind)
     if args.evaluate:  # speed and training loss as training measured them
         ema_model = trained_weights(model, state, out / "checkpoint.pt")
-        metrics = previous_metrics(out / "metrics.json", state)
+        metrics = previous_metrics(out / "metrics.json", state) | latent_metrics
     else:
         ema_model, trained = train_run(cfg, args, runtime, model, objective, conditioning, data, val_images, out,
-                                       state, processes)
-        metrics = described | trained
+                                       state, processes, kind)
+        metrics = described | latent_metrics | trained
     metrics |= validate(cfg, model, ema_model, objective, val_images, conditioning.validation_labels(data.val_labels))
-    metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, val_images, out)
-    metrics |= score_quality(cfg, runtime, ema_model, objective, data, val_images)
+    metrics |= draw_samples(cfg, args, runtime, sampler, ema_model, objective.schedule, val_images, out, kind)
+    metrics |= score_quality(cfg, runtime, ema_model, objective, data, val_images, kind)
     metrics |= conditioning.report(guided_sample, ema_model, objective.schedule, data, cfg.data.name,
                                    cfg.conditioning.guidance_scale, runtime.autocast, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -236,7 +243,7 @@ def load_code(cfg: DictConfig, args, runtime: Runtime, conditioning):
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, args.source, conditioning).to(runtime.device)
     sampler = get_sampler(cfg.sampling, OBJECTIVES[cfg.diffusion.objective], args.source, custom=args.custom_sampler)
-    tiny = (1, *(min(size, 4) for size in DATASETS[cfg.data.name].shape(cfg.data)))  # (1, C, 4, 4) or (1, 2)
+    tiny = (1, *(min(size, 4) for size in sample_shape_of(cfg)))  # (1, C, 4, 4) or (1, 2)
     if args.custom_sampler or cfg.sampling.sampler in UNDER_TEST:  # a stub raises here, not after training
         sampler(lambda x, t: torch.zeros_like(x), NoiseSchedule(2, device=runtime.device), tiny)
     return model, sampler, conditioning.load_sampler(args.source, tiny, runtime.device)
@@ -258,9 +265,8 @@ def num_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def describe_run(cfg: DictConfig, args, runtime: Runtime, model, data, out: Path) -> dict:
+def describe_run(cfg: DictConfig, args, runtime: Runtime, model, data, out: Path, kind) -> dict:
     """Print what is about to run; return the metrics that say so."""
-    kind = kind_of(cfg.data.name)
     who = "the reference model" if args.source.reference else f"your model (src/{kind.module}.py)"
     action = "Evaluating" if args.evaluate else "Training"
     count = num_parameters(model)
@@ -280,9 +286,8 @@ def trained_weights(model, state: dict, checkpoint_path: Path):
 
 
 def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditioning, data, val_images, out: Path,
-              state: dict | None, processes: Processes):
+              state: dict | None, processes: Processes, kind):
     """Draw the schedule figures, train with the run monitor; return (the EMA model, training metrics)."""
-    kind = kind_of(cfg.data.name)
     schedule_figure(cfg.diffusion.num_timesteps, out / "schedule.png")
     # The figure is drawn from CPU tensors, so it gets a CPU copy of the objective.
     kind.forward_figure(val_images, make_objective(cfg.diffusion, source=args.source), out / "forward_process.png")
@@ -295,7 +300,7 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditi
         tensorboard=cfg.output.tensorboard, val_labels=conditioning.validation_labels(data.val_labels))
     tic = time.perf_counter()
     result = train(cfg, model, objective, data.train, runtime, out / "checkpoint.pt", resume_from=state,
-                   on_step=monitor, metadata=run_metadata(cfg, args.source), processes=processes,
+                   on_step=monitor, metadata=run_metadata(cfg, args.source) | kind.record(), processes=processes,
                    train_labels=data.train_labels, conditioning=conditioning)
     processes.close()
     monitor.close(result.steps, result.ema.model)
@@ -306,7 +311,7 @@ def train_run(cfg: DictConfig, args, runtime: Runtime, model, objective, conditi
 
 def sample_shape(cfg: DictConfig) -> tuple[int, ...]:
     """(num_samples, C, H, W), or (num_samples, 2) for points, of the samples a run draws."""
-    return cfg.sampling.num_samples, *DATASETS[cfg.data.name].shape(cfg.data)
+    return cfg.sampling.num_samples, *sample_shape_of(cfg)
 
 
 def validate(cfg: DictConfig, model, ema_model, objective, val_images, val_labels) -> dict:
@@ -318,9 +323,8 @@ def validate(cfg: DictConfig, model, ema_model, objective, val_images, val_label
     return {"val_loss": val["loss"], "val_loss_bands": val["bands"], "val_loss_raw_weights": val_raw["loss"]}
 
 
-def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, schedule, val, out: Path) -> dict:
+def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, schedule, val, out: Path, kind) -> dict:
     """samples.png (and animation.gif) from the EMA model; points are drawn over the validation points `val`."""
-    kind = kind_of(cfg.data.name)
     shape = sample_shape(cfg)
     tic = time.perf_counter()
     generator = torch.Generator(runtime.device).manual_seed(cfg.sampling.seed)
@@ -339,10 +343,10 @@ def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, sc
     return {"sampler": sampler_name, "sample_seconds": seconds}
 
 
-def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, objective, data, val) -> dict:
+def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, objective, data, val, kind) -> dict:
     """The sample-quality score: a classifier's for images (where one is shipped), a distance for points."""
     tic = time.perf_counter()
-    scored = kind_of(cfg.data.name).score(cfg, ema_model, objective, data.train, val, data.classes,
+    scored = kind.score(cfg, ema_model, objective, data.train, val, data.classes,
                                           runtime.autocast)
     if scored is None:
         return {}

@@ -147,6 +147,18 @@ class SteeringConfig:
 
 
 @dataclass
+class LatentConfig:
+    """Level 8: diffusion in the latent space of an autoencoder (src/autoencoder.py), which the run trains first on the
+    same images (src/harness/run/latent.py); the diffusion half then trains as `training` says, on scaled latents."""
+
+    channels: int = checked(0, NON_NEGATIVE)  # latent channels (latents are channels x H/4 x W/4); 0: pixel diffusion
+    epochs: float = checked(1.0, POSITIVE)  # the autoencoder's passes over the training images
+    batch_size: int = checked(64, POSITIVE)
+    lr: float = checked(2.0e-3, POSITIVE)  # Adam, cosine decay to 0
+    kl_weight: float = checked(1.0e-3, NON_NEGATIVE)  # beta of the KL term in autoencoder_loss
+
+
+@dataclass
 class OutputConfig:
     root: str = "outputs"
     name: str | None = None  # default: the config file's name, plus "-solution" for reference runs
@@ -164,6 +176,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
@@ -309,6 +322,13 @@ def _check_between_fields(cfg: DictConfig) -> None:
             _check(cfg.data[key] >= POINT_EVAL_SAMPLES, f"data.{key}", cfg.data[key],
                    f"at least {POINT_EVAL_SAMPLES}, as the sample-quality score compares {POINT_EVAL_SAMPLES} "
                    "samples with as many training and validation points")
+    if cfg.latent.channels:
+        spec = DATASETS[cfg.data.name]
+        _check(spec.kind == "images" and spec.shape(cfg.data)[-1] % 4 == 0, "latent.channels",
+               cfg.latent.channels, "0 for 2-D points and for images whose size is not a multiple of 4 (a latent is "
+               "a quarter of the image's height and width)")
+        _check(not cfg.data.hflip, "data.hflip", cfg.data.hflip, "false for a latent run (a flipped latent is not "
+               "the latent of the flipped image)")
     num_train = DATASETS[cfg.data.name].num_train(cfg.data)
     _check(cfg.data.batch_size <= num_train, "data.batch_size", cfg.data.batch_size,
            f"at most the {num_train} training samples of {cfg.data.name} (a batch is drawn from them)")

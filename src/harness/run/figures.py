@@ -80,15 +80,17 @@ def schedule_figure(num_timesteps: int, path: Path) -> None:
     plt.close(fig)
 
 
-def forward_strip(images: torch.Tensor, objective, path: Path, columns: int = 9) -> None:
+def forward_strip(images: torch.Tensor, objective, path: Path, columns: int = 9, decode=None) -> None:
     """Each row one image, noised as the objective noises it (DDPM's q(x_t | x_0), or flow matching's straight line)
-    at t = 0, T/8, ..., T (the last column uses t = T-1)."""
+    at t = 0, T/8, ..., T (the last column uses t = T-1). `decode`: for latents (Level 8), what turns x_t into the
+    image shown."""
     T = objective.schedule.num_timesteps
     steps = [min(round(i * T / (columns - 1)), T - 1) for i in range(columns)]
     noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
     fig, axes = plt.subplots(len(images), columns, figsize=(columns * 1.1, len(images) * 1.1 + 0.3), squeeze=False)
     for c, t in enumerate(steps):
-        xt = objective.noised(images, torch.full((len(images),), t), noise).clamp(-1, 1)
+        xt = objective.noised(images, torch.full((len(images),), t), noise)
+        xt = (decode(xt) if decode is not None else xt).clamp(-1, 1)
         for r in range(len(images)):
             ax = axes[r][c]
             ax.imshow(to_uint8(xt[r]).permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=255)

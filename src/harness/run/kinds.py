@@ -29,6 +29,11 @@ class Images:
         return cls(sample_shape[0], sample_shape[-1], **arguments)
 
     @staticmethod
+    def record() -> dict:
+        """What a checkpoint keeps besides the network (a latent run's autoencoder, Level 8): nothing."""
+        return {}
+
+    @staticmethod
     def keep(x: torch.Tensor) -> torch.Tensor:
         """A compact CPU copy of x_t for the animation, which keeps every model call's input: 1 byte a pixel."""
         return to_uint8(x.detach().float().cpu())
@@ -71,6 +76,8 @@ class Points:
         """cls(dim): the reference point model has no configurable architecture, and points take no labels."""
         return cls(sample_shape[0])
 
+    record = Images.record
+
     @staticmethod
     def keep(x: torch.Tensor) -> torch.Tensor:
         return x.detach().float().cpu()
@@ -104,10 +111,27 @@ def kind_of(dataset: str):
     return KINDS[DATASETS[dataset].kind]
 
 
+# A latent (Level 8) is the image downsampled this many times in height and width: src/autoencoder.py's contract.
+LATENT_DOWNSAMPLING = 4
+
+
+def latent_shape(cfg) -> tuple[int, ...]:
+    """(latent.channels, H / 4, W / 4) of the images of `cfg`'s dataset: what a latent run's diffusion models."""
+    channels, height, width = DATASETS[cfg.data.name].shape(cfg.data)
+    return cfg.latent.channels, height // LATENT_DOWNSAMPLING, width // LATENT_DOWNSAMPLING
+
+
+def sample_shape_of(cfg) -> tuple[int, ...]:
+    """The shape of one sample that a run of `cfg` trains on and draws: (C, H, W) images, (2,) points, or the
+    latents of a latent run."""
+    return latent_shape(cfg) if cfg.latent.channels else DATASETS[cfg.data.name].shape(cfg.data)
+
+
 def trained_code(cfg) -> tuple[str, ...]:
     """The student files (levels.STUDENT_FILES) whose code a run of `cfg` trains with, besides src/utils.py: its
-    network (model or point_model), and flow for flow matching (Level 7)."""
-    return (kind_of(cfg.data.name).module, *OBJECTIVES[cfg.diffusion.objective].code)
+    network (model or point_model), flow for flow matching (Level 7), autoencoder for a latent run (Level 8)."""
+    return (kind_of(cfg.data.name).module, *OBJECTIVES[cfg.diffusion.objective].code,
+            *(("autoencoder",) if cfg.latent.channels else ()))
 
 
 def build_model(cfg, source: CodeSource, conditioning=None):
@@ -121,7 +145,7 @@ def build_model(cfg, source: CodeSource, conditioning=None):
         raise StudentCodeError(f"{path} defines no class {kind.class_name}; keep the stub's class and its name")
     arguments = (dict(cfg.model) if source.reference else {}) | (conditioning or conditioning_of(cfg)).model_arguments
     try:
-        return kind.build(cls, DATASETS[cfg.data.name].shape(cfg.data), arguments)
+        return kind.build(cls, sample_shape_of(cfg), arguments)
     except TypeError as err:
         if student_location(err) is not None:  # raised inside the student's __init__: reported as their error
             raise
