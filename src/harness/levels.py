@@ -48,6 +48,9 @@ STUDENT_FILES = (
                                "harness's own sampler", functions=("sample", "ddim_sample", "guided_sample")),
     StudentFile("flow", "implement flow_matching_pair and euler_sample there (Level 7: docs/levels/level7.md)",
                 functions=("flow_matching_pair", "euler_sample")),
+    StudentFile("autoencoder", "implement Autoencoder, sample_latent, autoencoder_loss and latent_scale there "
+                               "(Level 8: docs/levels/level8.md)",
+                functions=("sample_latent", "autoencoder_loss", "latent_scale")),
     StudentFile("steer", "implement steered_sample there (Level 9: docs/levels/level9.md)",
                 functions=("steered_sample",)),
 )
@@ -118,6 +121,11 @@ LEVELS = (
                       "tests)", "not fashion_mnist", runs=("moons_flow",)),
         ClassroomStep("Level 7 (train your model on Fashion-MNIST with your flow matching, then its samples)",
                       "fashion_mnist", runs=("fashion_mnist_flow",)))),
+    Level("level8", "latent diffusion with your autoencoder", ("autoencoder", "model"),
+          (TrainedRun("fashion_mnist_latent", fp32_minutes=9.0, bf16_minutes=6.0),), steps=(
+        ClassroomStep("Level 8 (your autoencoder's contract and its loss)", "not trained_run", runs=()),
+        ClassroomStep("Level 8 (train your autoencoder, then your model on its latents: reconstructions and "
+                      "samples)", "trained_run"))),
     Level("level9", "steering a trained model at inference", ("steer", "model"),
           (FASHION_MNIST,), steps=(
         ClassroomStep("Level 9 (your steered sampler)", "not trained_run", runs=()),

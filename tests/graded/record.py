@@ -45,6 +45,7 @@ def recordings() -> list[Recording]:
 
 # What a recorded run keeps of its checkpoint: the EMA weights and the record the level tests check (no optimiser).
 RUN_RECORD = ("step", "images_seen", "total_steps", "config", "budget", "solution", "model_fingerprint")
+LATENT_RECORD = ("autoencoder", "latent_scale")  # ... and a latent run's autoencoder (Level 8)
 
 
 def record_run(config: str) -> Path:
@@ -60,7 +61,8 @@ def record_run(config: str) -> Path:
     metrics = json.loads((run_path.parent / "metrics.json").read_text())
     target = reference_run_path(config)
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(target, {key: state[key] for key in RUN_RECORD} | {"ema": {"model": state["ema"]["model"]}})
+    kept = {key: state[key] for key in RUN_RECORD + LATENT_RECORD if key in state}
+    save_checkpoint(target, kept | {"ema": {"model": state["ema"]["model"]}})
     scores = json.loads(REFERENCE_SCORES.read_text())
     scores[config] = {"val_loss": metrics["val_loss"], "quality": metrics["quality"]} | (
         {"guidance": metrics["guidance"]} if "guidance" in metrics else {}) | {

@@ -15,7 +15,8 @@ from src.harness.policy import bars_of
 from src.harness.run.conditioning import conditioning_of
 from src.harness.run.config import Config, official_config, output_dir, recipe_changes
 from src.harness.run.data import DATASETS, load_data, to_model_range
-from src.harness.run.kinds import build_model, kind_of, trained_code
+from src.harness.run.kinds import build_model, kind_of, sample_shape_of, trained_code
+from src.harness.run.latent import LatentSpace, Latents, latent_space_of
 from src.harness.run.objective import NoisePrediction, make_objective
 from src.harness.run.quality import evaluate
 from src.harness.run.runtime import Runtime
@@ -46,6 +47,27 @@ def trained_model(config: str, model_class, source: CodeSource):
     """(EMA model, its run config) of the student's run in outputs/<config>/checkpoint.pt, or for the REFERENCE of the
     reference's recorded run (src/solution/runs/<config>.pt; a run too dear to record, CIFAR-10's, from
     outputs/<config>-solution/), after checking its budget and the code that trained it."""
+    state, path = checked_run(config, source)
+    run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])  # older runs lack newer sections
+    shape = sample_shape_of(run_cfg)
+    kind = kind_of(run_cfg.data.name)
+    arguments = conditioning_of(run_cfg).model_arguments
+    if model_class is None:  # the reference's, here (reference_model)
+        model = build_model(run_cfg, REFERENCE)
+    else:  # where the code under test lives: a sampler graded on it takes gradients through it (Level 9)
+        architecture = OmegaConf.to_container(run_cfg.model) if source.reference else {}
+        model = kind.build(model_class, shape, architecture | arguments)
+    try:
+        model.load_state_dict(state["ema"]["model"])
+    except RuntimeError as err:
+        pytest.fail(f"{os.path.relpath(path, ROOT)} holds weights that do not fit this DiffusionModel "
+                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): "
+                    f"{_retrain_advice(config, source, '', path)}", pytrace=False)
+    return model.eval(), run_cfg
+
+
+def checked_run(config: str, source: CodeSource) -> tuple[dict, object]:
+    """(the checkpoint, its path) of `source`'s run of `config` that trained_model reads, checked as it says."""
     path = checkpoint_path(config, source)
     if source.reference and trained_runs()[config].recorded:
         path = reference_run_path(config)
@@ -63,22 +85,7 @@ def trained_model(config: str, model_class, source: CodeSource):
     if problem:
         pytest.fail(f"{os.path.relpath(path, ROOT)} {problem}; {_retrain_advice(config, source, problem, path)}",
                     pytrace=False)
-    run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])  # older runs lack newer sections
-    shape = DATASETS[run_cfg.data.name].shape(run_cfg.data)
-    kind = kind_of(run_cfg.data.name)
-    arguments = conditioning_of(run_cfg).model_arguments
-    if model_class is None:  # the reference's, here (reference_model)
-        model = build_model(run_cfg, REFERENCE)
-    else:  # where the code under test lives: a sampler graded on it takes gradients through it (Level 9)
-        architecture = OmegaConf.to_container(run_cfg.model) if source.reference else {}
-        model = kind.build(model_class, shape, architecture | arguments)
-    try:
-        model.load_state_dict(state["ema"]["model"])
-    except RuntimeError as err:
-        pytest.fail(f"{os.path.relpath(path, ROOT)} holds weights that do not fit this DiffusionModel "
-                    f"({str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}): "
-                    f"{_retrain_advice(config, source, '', path)}", pytrace=False)
-    return model.eval(), run_cfg
+    return state, path
 
 
 def _retrain_advice(config: str, source: CodeSource, problem: str, path) -> str:
@@ -205,3 +212,30 @@ def assert_samples_pass(judgement, config: str, model_class, source: CodeSource,
     reasons = judgement(quality_of(config, model_class, source), bars_of(official_config(config)))
     assert not reasons, "; ".join(reasons) + (
         f" (the budget is fixed: what helps is {hint}; then rerun `{command(config, source)} --overwrite`)")
+
+
+# ------------------------------------------------------------------------------- Level 8: the latent run
+
+def trained_latent_space(config: str, autoencoder_class, source: CodeSource) -> LatentSpace:
+    """The autoencoder and latent scale of `source`'s latent run of `config`, loaded into `autoencoder_class` (where
+    the code under test lives), checked as trained_model checks the run."""
+    state, path = checked_run(config, source)
+    run_cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    try:
+        return latent_space_of(run_cfg, autoencoder_class, state, path)
+    except RuntimeError as err:
+        pytest.fail(f"{os.path.relpath(path, ROOT)} holds an autoencoder whose weights do not fit this Autoencoder "
+                    f"({str(err).splitlines()[0]}): {_retrain_advice(config, source, '', path)}", pytrace=False)
+
+
+@lru_cache(maxsize=2)
+def latent_run_quality(config: str, model_class, autoencoder_class, source: CodeSource) -> dict:
+    """The evaluation main.py prints for a latent run: 256 latents of the harness's sampler from a fixed seed,
+    decoded by the run's autoencoder and scored as images; once a session for each code."""
+    model, run_cfg = trained_model(config, model_class, source)
+    official = official_config(config)
+    data = load_data(OmegaConf.merge(official.data, {"verify_md5": run_cfg.data.verify_md5}))
+    kind = Latents(trained_latent_space(config, autoencoder_class, source), data)
+    quality, _ = kind.score(official, model, make_objective(run_cfg.diffusion, source=source), data.train, None,
+                            data.classes, Runtime.choose("cpu", official.training.precision).autocast)
+    return quality

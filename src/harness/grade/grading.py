@@ -106,6 +106,12 @@ def point_model_class(source):
     return gradable(_implementation("point_model", source).PointModel, example=(2,))
 
 
+@pytest.fixture
+def autoencoder_class(source):
+    """Autoencoder from src/autoencoder.py, or from src/solution/autoencoder.py with --solution (Level 8)."""
+    return _implementation("autoencoder", source).Autoencoder
+
+
 def gradable(cls, example: tuple = (1, 28)):
     """`cls`, failing the test at once if it is too large to grade (built as cls(*example)), with forward's output
     checked by loading.check_prediction (a tuple or a tensor on another device gets a one-line message)."""
