@@ -7,8 +7,10 @@ copied into a scratch copy of the kata as src/model.py, and `main.py --config co
 there unchanged, with previews, in-training validation and the animation off (none of them is part of the
 budget). The config is a graded image run: fashion_mnist, fashion_mnist_flow (the same network trained with
 flow matching, with the reference's src/flow.py), fashion_mnist_cfg (trained with labels, drawn with the
-reference's guided sampler) or cifar10. The checkpoints land in
-outputs/zoo/<config>/<member>/; `calibration.calibrate` scores them.
+reference's guided sampler), cifar10, or fashion_mnist_latent (Level 8), whose members are pairs
+AUTOENCODER+NETWORK: an autoencoder written independently of the reference (LATENT_AUTOENCODERS) copied as
+src/autoencoder.py beside the network. The checkpoints land in outputs/zoo/<config>/<member>/;
+`calibration.calibrate` (Level 8: `calibration.latent`) scores them.
 """
 
 import argparse
@@ -25,7 +27,11 @@ from src.harness.paths import ROOT
 SPEED_ONLY = ["training.preview_every=0", "training.eval_every=0", "output.animation=false"]
 
 
-ZOO_CONFIGS = ("fashion_mnist", "fashion_mnist_flow", "fashion_mnist_cfg", "cifar10")
+ZOO_CONFIGS = ("fashion_mnist", "fashion_mnist_flow", "fashion_mnist_cfg", "cifar10", "fashion_mnist_latent")
+# Level 8's student-style autoencoders, each written without the reference: the graded submission, and two more.
+LATENT_AUTOENCODERS = {"conv_vae": ROOT / "tests" / "harness" / "submissions" / "autoencoder.py",
+                       "mlp_vae": ROOT / "calibration" / "latent_zoo" / "mlp_vae.py",
+                       "small_conv_vae": ROOT / "calibration" / "latent_zoo" / "small_conv_vae.py"}
 
 
 def zoo_run_dir(config: str, member: str) -> Path:
@@ -39,7 +45,10 @@ def train_member(config: str, member: str, overrides: list[str]) -> None:
         shutil.copytree(ROOT / "src", kata / "src", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "configs", kata / "configs")
         shutil.copy(ROOT / "main.py", kata / "main.py")
-        shutil.copy(ROOT / "calibration" / "zoo" / f"{member}.py", kata / "src" / "model.py")
+        autoencoder, _, network = member.rpartition("+")
+        shutil.copy(ROOT / "calibration" / "zoo" / f"{network}.py", kata / "src" / "model.py")
+        if autoencoder:
+            shutil.copy(LATENT_AUTOENCODERS[autoencoder], kata / "src" / "autoencoder.py")
         for name in ("flow", "sampler"):  # a student's correct Levels 4 to 7
             shutil.copy(ROOT / "src" / "solution" / f"{name}.py", kata / "src" / f"{name}.py")
         command = [sys.executable, "main.py", "--config", f"configs/{config}.yaml", *SPEED_ONLY,

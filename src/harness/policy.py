@@ -61,7 +61,8 @@ SHORT_RUN_REFERENCE_MARGIN = 1.6
 # value of each (tests/graded/runs.py), so a better grade can come from a better network, never from more training.
 BUDGET_KEYS = ("data.name", "data.batch_size", "training.epochs", "training.max_steps", "diffusion.objective",
                "diffusion.num_timesteps", "diffusion.schedule", "diffusion.beta_start", "diffusion.beta_end",
-               "conditioning.kind", "conditioning.label_dropout")
+               "conditioning.kind", "conditioning.label_dropout", "latent.channels", "latent.epochs",
+               "latent.batch_size")
 
 # ------------------------------------------------------------------------------ levels 1 and 3: samples
 
@@ -94,6 +95,10 @@ THRESHOLDS = {
     # with a person on that zoo too (flow matching trains the small networks further: they score 8x to 12x where
     # DDPM's scored 12x to 19x). No reference bar: Level 7 grades recognisable samples only.
     "fashion_mnist_flow": {"classes_covered": 8, "fd_ratio": 17.0, "edge_ratio": (0.72, 1.6), "copy_ratio": 0.5},
+    # Level 8's latent run, judged on its decoded samples (docs/calibration/level8.md): Level 1's bars, but for the
+    # edges. A decoder renders smoother images than pixel diffusion draws: a plain student pair that a person passes
+    # scores 0.70x, while every decoder a person finds dim or soft scores 0.52x or less.
+    "fashion_mnist_latent": {"classes_covered": 8, "fd_ratio": 17.0, "edge_ratio": (0.6, 1.6), "copy_ratio": 0.5},
     # No reference bar: the one CIFAR-10 student model of the calibration sits too close to the reference to
     # set one with a margin.
     "cifar10": {"classes_covered": 8, "fd_ratio": 8.0, "edge_ratio": (0.72, 1.6), "copy_ratio": 0.5},
@@ -111,9 +116,10 @@ POINT_EVAL_SAMPLES = 2000
 
 
 def bars_of(cfg) -> str:
-    """The THRESHOLDS entry that judges the samples of a run of `cfg`: "<dataset>_<objective>" where the objective
-    has bars of its own on that dataset (fashion_mnist_flow), else its dataset's."""
-    own = f"{cfg.data.name}_{cfg.diffusion.objective}"
+    """The THRESHOLDS entry that judges the samples of a run of `cfg`: "<dataset>_latent" for a latent run (Level 8),
+    "<dataset>_<objective>" where the objective has bars of its own on that dataset (fashion_mnist_flow), else its
+    dataset's."""
+    own = f"{cfg.data.name}_latent" if cfg.latent.channels else f"{cfg.data.name}_{cfg.diffusion.objective}"
     return own if own in THRESHOLDS else cfg.data.name
 
 
@@ -175,6 +181,15 @@ FLOW_PAIR_ATOL = 1e-5
 # Euler steps with the exact velocity of Gaussian data: the step error shrinks as 1 / N, and at 100 steps the
 # samples' std lands within 0.006 of the data's, well inside GAUSSIAN_MOMENT_TOLERANCE.
 FLOW_GAUSSIAN_STEPS = 100
+
+# --------------------------------------------------------------------------------- level 8: latent diffusion
+
+# The latent run's autoencoder must reconstruct held-out images within this RMSE (pixels in [-1, 1]): the
+# autoencoders a person passes reconstruct within 0.167, the blurred ones a person fails from 0.232 up
+# (docs/calibration/level8.md).
+LATENT_RECONSTRUCTION_RMSE = 0.2
+# ... and the scaled latents the diffusion trains on must have about unit variance: their std on held-out images.
+LATENT_STD = (0.8, 1.25)
 
 # ------------------------------------------------------------------------------------- level 9: steering
 # Level 1's trained run steered with the student's sampler at the graded scales of configs/fashion_mnist_steer.yaml

@@ -1,4 +1,4 @@
-"""The bars of Levels 0, 1, 3, 6, 7 and 9 agree with a person on every generator of the calibration zoo.
+"""The bars of Levels 0, 1, 3, 6, 7, 8 and 9 agree with a person on every generator of the calibration zoo.
 
 calibration/grids/<config>/ holds the 256 evaluation samples of each generator (real images, the reference,
 independently written student models trained at the official budget, and broken generators), drawn once by
@@ -7,12 +7,15 @@ grid. Level 6's guided samples, one row per class at each guidance scale, are in
 calibration/grids/fashion_mnist_cfg/ (`uv run python -m calibration.guidance`). The point sets of Levels 0, 5 and 7 are in calibration/grids/moons{,_flow,-ddim-eta0,-ddim-eta1}/samples.pt
 (`uv run python -m calibration.points [--config moons_flow | --ddim-eta ETA]`). Level 9's steered Level 1 runs,
 inpainted and class-steered, are in calibration/grids/fashion_mnist_steer/ (`uv run python -m calibration.steering`).
+Level 8's latent runs, their reconstructions and decoded samples, are in calibration/grids/fashion_mnist_latent/
+(`uv run python -m calibration.latent`).
 A change to the metric or its thresholds that turns any verdict fails here.
 """
 
 import pytest
 
 from calibration import guidance as guidance_calibration
+from calibration import latent as latent_calibration
 from calibration import points as points_calibration
 from calibration import steering as steering_calibration
 from calibration.calibrate import GRIDS, grader_verdicts, human_verdicts, score_grid
@@ -53,6 +56,9 @@ def test_every_recorded_verdict_has_its_grid():
     for key in steering_calibration.human_verdicts():
         for what in ("inpainting", "class"):
             assert steering_calibration.grid_path(key, what).is_file(), f"{key}-{what}.png: run calibration.steering"
+    for key in latent_calibration.human_verdicts():
+        for what in ("reconstructions", "samples"):
+            assert latent_calibration.grid_path(key, what).is_file(), f"{key}-{what}.png: run calibration.latent"
 
 
 @pytest.mark.parametrize("config, dataset, key", list(_cases()))
@@ -105,3 +111,17 @@ def test_steering_grader_agrees_with_the_person(key):
         assert verdict == person[bar], (
             f"fashion_mnist_steer/{key}, {bar}: a person says {person[bar]}, the grader {verdict} (known-half RMSE "
             f"{scores['known_rmse']:.3f}, class kept {scores['kept_class']:.0%}, agreement {scores['agreement']:.0%})")
+
+
+@pytest.mark.parametrize("key", list(latent_calibration.human_verdicts()))
+def test_latent_grader_agrees_with_the_person(key):
+    scores = latent_calibration.stored_scores(key, shared_data("fashion_mnist"))
+    grader = latent_calibration.grader_verdicts(scores)
+    person = latent_calibration.human_verdicts()[key]
+    quality = scores["quality"]
+    for bar, verdict in grader.items():
+        assert verdict == person[bar], (
+            f"fashion_mnist_latent/{key}, {bar}: a person says {person[bar]}, the grader {verdict} (reconstruction "
+            f"RMSE {scores['reconstruction_rmse']:.3f}, {quality['classes_covered']} classes, FD "
+            f"{quality['fd'] / quality['real_vs_real_fd']:.1f}x, edges "
+            f"{quality['edge_strength'] / quality['real_edge_strength']:.2f}x)")
