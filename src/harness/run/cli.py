@@ -346,8 +346,7 @@ def draw_samples(cfg: DictConfig, args, runtime: Runtime, sampler, ema_model, sc
 def score_quality(cfg: DictConfig, runtime: Runtime, ema_model, objective, data, val, kind) -> dict:
     """The sample-quality score: a classifier's for images (where one is shipped), a distance for points."""
     tic = time.perf_counter()
-    scored = kind.score(cfg, ema_model, objective, data.train, val, data.classes,
-                                          runtime.autocast)
+    scored = kind.score(cfg, ema_model, objective, data.train, val, data.classes, runtime.autocast)
     if scored is None:
         return {}
     quality, description = scored

@@ -2,7 +2,8 @@
 
 Each dataset names its kind (`data.DATASETS`). A kind says which student file holds the network, how samples
 are pictured, how the forward process is shown and how samples are scored; training, validation and sampling
-are the same code for both.
+are the same code for both. A latent run (Level 8) trains on its images' latents, whose kind, `latent.Latents`,
+decodes them first.
 """
 
 from pathlib import Path
