@@ -197,6 +197,7 @@ def _held_out() -> torch.Tensor:
     return model_input(load_data(official_config(CONFIG).data).val)
 
 
+@pytest.mark.slow  # evaluates a trained run
 @pytest.mark.points(2)
 def test_trained_run_reconstructs_held_out_images(autoencoder_class, source):
     rmse = trained_latent_space(CONFIG, autoencoder_class, source).reconstruction_rmse(_held_out())
@@ -208,6 +209,7 @@ def test_trained_run_reconstructs_held_out_images(autoencoder_class, source):
         f"; then rerun `{command(CONFIG, source)} --overwrite`")
 
 
+@pytest.mark.slow  # evaluates a trained run
 @pytest.mark.points(1)
 def test_trained_run_latents_have_unit_variance(autoencoder_class, source):
     std = trained_latent_space(CONFIG, autoencoder_class, source).encode(_held_out()).std().item()
@@ -217,6 +219,7 @@ def test_trained_run_latents_have_unit_variance(autoencoder_class, source):
         f"{high:g}): the noise schedule assumes data of unit variance; check latent_scale")
 
 
+@pytest.mark.slow  # evaluates a trained run
 @pytest.mark.points(3)
 def test_trained_run_samples_are_recognisable(model_class, autoencoder_class, source):
     reasons = judge(latent_run_quality(CONFIG, model_class, autoencoder_class, source), "fashion_mnist_latent")
