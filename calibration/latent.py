@@ -154,12 +154,13 @@ def human_verdicts() -> dict:
 def calibration_table(rescore: bool = False) -> str:
     cfg = official_config(CONFIG)
     data = load_data(cfg.data)
-    drawn = [(key, entry["description"]) for key, entry in human_verdicts().items()] if rescore else draw(cfg, data)
+    verdicts = human_verdicts()
+    drawn = [(key, entry["description"]) for key, entry in verdicts.items()] if rescore else draw(cfg, data)
     rows = ["| generator | reconstruction RMSE | classes covered | FD / real-vs-real | edges / real | copies "
             "| reconstructions: person, grader | samples: person, grader |", "| --- " * 8 + "|"]
     for key, description in drawn:
         scores = stored_scores(key, data)
-        q, grader, person = scores["quality"], grader_verdicts(scores), human_verdicts().get(key, {})
+        q, grader, person = scores["quality"], grader_verdicts(scores), verdicts.get(key, {})
         rows.append(f"| {description} | {scores['reconstruction_rmse']:.3f} | {q['classes_covered']} | "
                     f"{fd_ratio(q):.1f} | {edge_ratio(q):.2f} | {q['copy_ratio']:.2f} | "
                     f"{person.get('reconstructions', '?')}, {grader['reconstructions']} | "
